@@ -1,0 +1,82 @@
+// smtp/server — a shard's inbound SMTP: its listeners' connections, each
+// driving a `session` over the ring.
+//
+// A connection arms one multishot recv on the shard's provided-buffer ring.
+// Command bytes go to the session; body bytes go from the same receive
+// buffer to the spool (no copy). Replies are flushed once per loop turn.
+// While a message commits, later pipelined input waits in its buffers, so
+// replies stay in order. Backpressure: a connection holding too many
+// unprocessed buffers stops receiving until it catches up, and a recv that
+// found the buffer ring empty is re-armed once buffers return, so memory
+// stays bounded whatever the message sizes.
+//
+// Shard-local: everything here runs on the owning shard's thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <ringrelay/reactor/buffer_pool.hh>
+#include <ringrelay/reactor/loop.hh>
+#include <ringrelay/smtp/session.hh>
+#include <ringrelay/spool/writer.hh>
+#include <ringrelay/util/id.hh>
+#include <string>
+#include <vector>
+
+namespace ringrelay::smtp {
+
+struct server_options {
+  session_config session;
+  std::uint32_t idle_timeout_ms = 300000;
+  std::uint32_t max_sessions = 10000;
+  std::uint32_t max_queued_buffers = 8;  // per connection, before recv pauses
+  unsigned shard = 0;
+};
+
+// Decides whether a client address may send without AUTH.
+using trust_check = std::function<bool(const sockaddr* peer)>;
+// Receives each message once it is durable (the shard hands it to delivery).
+using accepted_sink = std::function<void(spool::stored_message&&)>;
+
+class connection;
+
+class server {
+ public:
+  server(reactor::loop& loop, reactor::buffer_pool& buffers, spool::writer& spool,
+         server_options opt, trust_check trusted, accepted_sink on_accepted);
+  ~server();
+
+  // Takes a freshly accepted socket.
+  void accept(int fd);
+  // Graceful stop: idle sessions get 421 and close; sessions in a
+  // transaction may finish it. `idle()` tells when none is left.
+  void shutdown();
+  bool idle() const { return _live == 0; }
+  // Closes every remaining session (end of the grace period).
+  void close_all();
+
+  std::size_t sessions() const { return _live; }
+
+ private:
+  friend class connection;
+  void tick(std::int64_t now_ms);
+  void turn_end();
+  void schedule_flush(connection* c);
+  void destroy(connection* c);
+
+  reactor::loop& _loop;
+  reactor::buffer_pool& _buffers;
+  spool::writer& _spool;
+  server_options _opt;
+  trust_check _trusted;
+  accepted_sink _on_accepted;
+  util::queue_id_generator _ids;
+  std::vector<std::unique_ptr<connection>> _connections;  // index = connection's place
+  std::vector<connection*> _dirty;                        // output or re-arm pending this turn
+  std::vector<connection*> _starved;                      // recv ended for lack of buffers
+  std::size_t _live = 0;
+  bool _stopping = false;
+};
+
+}  // namespace ringrelay::smtp

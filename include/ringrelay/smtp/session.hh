@@ -1,0 +1,185 @@
+// smtp/session — the server side of one SMTP session, as a pure state machine.
+//
+// Bytes in, replies and events out; no I/O, no ring, no clock. The
+// connection glue (smtp/connection) feeds it what the socket received and
+// performs the events it returns:
+//
+//   feed(bytes)  in command mode, consumes at most one command line and acts
+//                on it. Replies accumulate in `output()`; the glue sends them
+//                once per loop turn, so a pipelined group (RFC 2920) is
+//                answered in order with one write.
+//   event::body  the session now expects message body octets (after DATA's
+//                354, or a BDAT command): the glue passes them through
+//                `scan`, which finds the end of data without copying and
+//                tells which octets are body (for the spool).
+//   event::commit the message ended well: the glue stores the message and
+//                calls `committed(id)` once the spool's fdatasync covering it
+//                has completed, or `commit_failed(err)`; the session replies.
+//   event::discard the message ended with an error already answered (bare
+//                LF, too big, ...): the glue drops what it spooled.
+//   event::close the glue flushes the output and closes.
+//
+// Policy hooks that later modules fill (AUTH, sender verification at MAIL,
+// quota reservation at RCPT, settlement at commit) are the check steps of
+// the command table. Until AUTH exists, only clients in trusted_networks may
+// send mail (530 5.7.0 otherwise): ringrelay is never an open relay.
+//
+// Errors inside a message are sticky and reported once, after the end of
+// data (RFC 5321 4.1.1.4). One session per connection; the shard that owns
+// the connection owns the session.
+#pragma once
+
+#include <cstdint>
+#include <ringrelay/smtp/command.hh>
+#include <ringrelay/smtp/data_scanner.hh>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ringrelay::smtp {
+
+struct session_limits {
+  std::uint32_t command_line = 512;       // octets including CRLF
+  std::uint32_t text_line = 1000;         // octets including CRLF
+  std::uint32_t recipients = 1000;        // per message
+  std::uint64_t message_size = 52428800;  // RFC 1870 size
+};
+
+struct session_config {
+  std::string hostname;
+  session_limits limits;
+};
+
+struct peer_info {
+  std::string address;   // "192.0.2.1" or "2001:db8::1"
+  bool trusted = false;  // in trusted_networks: may relay without AUTH
+};
+
+enum class state : std::uint8_t {
+  fresh,       // greeted, waiting for EHLO/HELO
+  ready,       // after EHLO/HELO or RSET: waiting for MAIL
+  mail,        // MAIL accepted: waiting for RCPT
+  rcpt,        // at least one RCPT accepted: RCPT, DATA or BDAT
+  data,        // DATA body streaming
+  bdat,        // BDAT chunk streaming
+  bdat_next,   // a non-LAST chunk was received: BDAT (or RSET) next
+  committing,  // end of message: waiting for the spool
+  closing,     // QUIT or a fatal error: no more input is read
+};
+
+const char* state_name(state s);
+
+enum class event : std::uint8_t {
+  need_more,  // all input consumed without completing a command line
+  none,       // a command was handled; feed the rest
+  body,       // body octets expected: use scan()
+  commit,     // store the message, then committed() / commit_failed()
+  discard,    // drop the current message's spooled octets
+  close,      // flush output, then close the connection
+};
+
+struct feed_result {
+  std::size_t consumed;
+  event ev;
+};
+
+// What `scan` found in one piece of body input.
+struct body_step {
+  std::size_t consumed;  // octets of the input used (body, terminator, chunk)
+  std::size_t body;      // of those, octets of message body from the start
+  std::uint8_t replay;   // emit this many octets of held_back_text first
+  bool store;            // false when the message is being refused anyway
+  event ev;              // none (more body), commit, discard, or (BDAT
+                         // chunk done, more expected) need_more
+};
+
+enum class commit_error { io, no_space };
+
+class session {
+ public:
+  session(const session_config& cfg, peer_info peer);
+
+  // Queues the 220 greeting.
+  void greet();
+  // Queues "421 4.3.2" (the spool cannot write) and closes.
+  void refuse_busy(std::string_view why);
+  // Queues the idle-timeout 421 4.4.2 and closes.
+  void timeout();
+  // Queues "421 4.3.2 shutting down" and closes (graceful stop).
+  void shutdown();
+
+  feed_result feed(std::string_view in);
+  body_step scan(std::span<const char> in);
+
+  void committed(std::string_view queue_id);
+  void commit_failed(commit_error e);
+
+  // Replies waiting to be sent. The glue sends and clears them.
+  std::string& output() { return _out; }
+
+  state current() const { return _state; }
+  bool in_body() const { return _state == state::data || _state == state::bdat; }
+  // True from the first body octet of a message until commit/discard: the
+  // glue has an open spool message.
+  bool message_open() const { return _message_open; }
+
+  // The envelope of the message being received (valid until the next MAIL).
+  std::string_view helo() const { return _helo; }
+  bool esmtp() const { return _esmtp; }
+  const peer_info& peer() const { return _peer; }
+  std::string_view sender() const { return _sender; }
+  const std::vector<std::string>& recipients() const { return _recipients; }
+  bool body_is_raw() const { return _bdat_used; }
+  bool smtputf8() const { return _smtputf8; }
+  body_type declared_body() const { return _body; }
+  const data_scanner& scanner() const { return _scanner; }
+
+ private:
+  struct command_entry;
+  static const command_entry commands[];
+
+  void enter(state s);
+  void reply(std::string_view line);  // one line, CRLF added
+  void reset_transaction();
+  feed_result execute(std::string_view line);
+  event end_of_message();
+  event finish_chunk();
+
+  event on_helo(const command& c);
+  event on_ehlo(const command& c);
+  event on_mail(const command& c);
+  event on_rcpt(const command& c);
+  event on_data(const command& c);
+  event on_bdat(const command& c);
+  event on_rset(const command& c);
+  event on_noop(const command& c);
+  event on_quit(const command& c);
+  event on_vrfy(const command& c);
+  event on_help(const command& c);
+  event on_not_available(const command& c);
+
+  const session_config& _cfg;
+  peer_info _peer;
+  state _state = state::fresh;
+  std::string _out;
+  std::string _line;  // a command line split across inputs
+  bool _line_overflow = false;
+
+  std::string _helo;
+  bool _esmtp = false;
+  std::string _sender;
+  std::vector<std::string> _recipients;
+  bool _smtputf8 = false;
+  body_type _body = body_type::unspecified;
+
+  data_scanner _scanner;
+  bool _message_open = false;
+  bool _bdat_used = false;
+  bool _bdat_last = false;
+  bool _bdat_refused = false;  // chunk is read and thrown away (RFC 3030 §4.2)
+  std::uint64_t _chunk_left = 0;
+  state _resume = state::ready;  // where a refused BDAT chunk returns to
+};
+
+}  // namespace ringrelay::smtp

@@ -1,0 +1,114 @@
+// spool/recovery — rebuilds a shard's queue from its spool log at startup.
+//
+// `recover` scans the shard's segments (format in spool/record.hh) in order
+// and keeps each record that is whole and intact: magic and version right,
+// padded length inside the file, CRC right, sequence above the previous
+// record's. The first other record ends what is kept of its segment: the
+// file is truncated there (in the newest segment this is the torn tail of
+// a crash and is normal; in an older one it is damage, logged as an error,
+// and the scan goes on with the next segment). The zero-filled unwritten
+// tail of a preallocated segment is cut off as well.
+//
+// The state of a message is then, whatever the order of its records:
+//   - committed when a commit record is present; its body is the body
+//     records of its queue ID from the last `body_first` one (or the start)
+//     up to the commit, and must add up to the envelope's wire_size, else
+//     the message is incomplete (kept and reported, never delivered);
+//   - pending = its recipients, intersected with every deferred record's
+//     list, minus every done and failed record's recipients (all of them for
+//     an empty list); attempts and next attempt come from the last deferred
+//     record. Losing a state record can only make a recipient pending again:
+//     a crash may cause a duplicate delivery, never a lost one.
+//
+// The records a pending message needs are: its body extents, their commit,
+// and its state records from its last deferred record on (all of them if it
+// has none). The writer keeps this true when it copies a message forward:
+// body records (the first flagged `body_first`), commit, then a deferred
+// record restating exactly the pending recipients. Segments holding such
+// records for a message are where it is live. A segment where no message is
+// live may go, with one exception that protects finished messages: while
+// any segment holding a commit of a finished message stays, every segment
+// holding its state records stays too (else the message would come back).
+// Deleting eligible segments in ascending order keeps every intermediate
+// state safe; at run time, deleting only the oldest segment once nothing in
+// it is live needs no further bookkeeping.
+//
+// Recovery deletes the eligible segments except the newest, which it keeps
+// so the numbering continues; the writer starts a new segment after it.
+//
+// Startup only: blocking I/O, any thread, one call per shard. Errors
+// (unreadable directory or file, failed truncate) throw std::runtime_error
+// naming the path. Records that pass the checks but whose payload does not
+// decode, or whose type is unknown (a newer writer), are skipped and counted.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <ringrelay/spool/envelope.hh>
+#include <ringrelay/util/id.hh>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace ringrelay::spool {
+
+// Where a piece of a body lies: the payload of one body record.
+struct extent {
+  std::uint64_t segment = 0;  // segment seq
+  std::uint64_t offset = 0;   // of the payload in the segment file
+  std::uint32_t length = 0;
+
+  bool operator==(const extent&) const = default;
+};
+
+struct recovered_message {
+  util::queue_id id = 0;
+  envelope env;
+  std::vector<extent> body;            // in body order; lengths add up to env.wire_size
+  std::vector<std::uint32_t> pending;  // indexes into env.recipients, ascending
+  std::int64_t next_attempt = 0;       // wall seconds; 0: never deferred
+  std::uint32_t attempts = 0;
+  std::uint64_t commit_segment = 0;     // of the commit whose body is `body`
+  std::vector<std::uint64_t> segments;  // where it is live, ascending
+};
+
+struct segment_info {
+  std::uint64_t seq = 0;
+  std::uint64_t size = 0;            // the file's length after recovery
+  std::vector<util::queue_id> live;  // ascending
+};
+
+struct damage {
+  std::uint64_t segment = 0;
+  std::uint64_t offset = 0;  // where the segment now ends
+  std::string reason;
+};
+
+struct recovery_result {
+  // Committed, with recipients pending, in the order of their commits.
+  std::vector<recovered_message> messages;
+  // Committed with recipients pending, but body records are missing (damage
+  // in an older segment): cannot be delivered. They stay live, and are
+  // reported at every start, until a failed record for all their recipients
+  // (after a bounce tells the sender) finishes them.
+  std::vector<recovered_message> incomplete;
+  std::vector<segment_info> segments;  // those kept, ascending seq
+  std::optional<damage> torn_tail;     // in the newest segment
+  std::vector<damage> lost;            // older segments cut short
+  std::uint64_t next_sequence = 1;     // for the writer's next record
+  std::uint64_t next_segment = 1;      // for the writer's next segment file
+  std::size_t discarded = 0;           // queue IDs with body records, no commit
+  std::size_t skipped_records = 0;
+  std::size_t deleted_segments = 0;
+};
+
+// Recovers `<spool_dir>/shard<shard>/`, creating it (0700) when missing.
+recovery_result recover(const std::string& spool_dir, unsigned shard);
+
+// Appends the octets of `extents` to `out`, with blocking reads (tests,
+// bounces, tools; not for a shard's hot path).
+void read_extents(const std::string& spool_dir, unsigned shard, std::span<const extent> extents,
+                  std::string& out);
+
+}  // namespace ringrelay::spool

@@ -1,0 +1,205 @@
+// spool/writer — a shard's append-only spool log, written through its ring.
+//
+// Sessions stream body octets in as they arrive: each piece becomes a body
+// record written straight from the receive buffer (writev of a 32-byte
+// header, the buffer slice and padding; no user-space copy), so a message
+// of any size costs a few receive buffers of memory. At the end of data the
+// commit record is appended, and the commit callback runs only after an
+// fdatasync that covers every record of the message has completed. One
+// fdatasync serves every commit that arrived while the previous one ran
+// (group commit). Writes and syncs are ordered by their completions, never
+// assumed: a sync is issued only once every earlier write has completed.
+//
+// Failure: a failed write or sync fails every message it covered (the
+// callback gets the negative errno, the session answers 451/452) and is
+// never retried-then-acknowledged; the writer moves to a fresh segment.
+// While no segment can be prepared (disk full), `writable()` is false and
+// preparation is retried every second until space returns.
+//
+// Segments are preallocated files of `segment_size` octets, prepared ahead
+// of need through the ring (openat, fallocate, fsync of the directory). A
+// segment is deleted once it and every older segment hold no live message.
+//
+// Shard-local: one writer per shard, all calls on the shard's thread.
+// `open`/`recover` run before the loop starts and may block.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <ringrelay/reactor/buffer_pool.hh>
+#include <ringrelay/reactor/loop.hh>
+#include <ringrelay/spool/envelope.hh>
+#include <ringrelay/spool/record.hh>
+#include <ringrelay/spool/recovery.hh>
+#include <ringrelay/util/id.hh>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace ringrelay::spool {
+
+// A committed message, as delivery sees it.
+struct stored_message {
+  util::queue_id id = 0;
+  envelope env;
+  std::vector<extent> body;
+  std::vector<std::uint32_t> pending;  // recipient indexes not yet finished
+  std::uint32_t attempts = 0;
+  std::int64_t next_attempt = 0;     // wall seconds; 0 = now
+  std::uint64_t commit_segment = 0;  // where the commit record lies
+};
+
+class writer final : public reactor::owner {
+ public:
+  using message_handle = std::uint32_t;
+  using commit_callback = std::function<void(int err, stored_message* msg)>;
+
+  writer(reactor::loop& loop, reactor::buffer_pool& buffers, std::string dir, unsigned shard,
+         std::uint64_t segment_size);
+  ~writer();
+
+  // Recovers the shard's log (blocking, before the loop runs) and opens a
+  // fresh segment for new writes. Returns the messages still to deliver.
+  // Throws std::runtime_error when the directory cannot be used.
+  std::vector<stored_message> open();
+
+  // False while the log cannot take new messages (disk full, I/O error).
+  bool writable() const { return _writable; }
+
+  message_handle begin(util::queue_id id);
+  // Appends one body record: `prefix` (a few held-back octets, static) then
+  // `data`, which lies in receive buffer `buffer_id` (referenced until the
+  // write completes).
+  void append_body(message_handle h, std::span<const char> prefix, std::span<const char> data,
+                   std::uint16_t buffer_id);
+  // Drops a message that will not be committed; its records become garbage.
+  void abort(message_handle h);
+  // Appends the commit record and calls `done` once it is durable (err 0,
+  // msg valid during the call) or failed (negative errno, msg null).
+  void commit(message_handle h, envelope env, commit_callback done);
+
+  // State records of delivery. They ride on the next sync; losing one in a
+  // crash means a retry, never a loss.
+  void record_done(const stored_message& m, std::span<const std::uint32_t> finished);
+  void record_deferred(const stored_message& m);
+  void record_failed(const stored_message& m, std::string_view reason,
+                     std::span<const std::uint32_t> recipients);
+  // The message is finished (every recipient delivered or failed): its
+  // segments may be deleted once nothing older lives.
+  void release(const stored_message& m);
+
+  // An open descriptor for segment `seq`, for splicing bodies out.
+  int segment_fd(std::uint64_t seq) const;
+
+  void on_completion(std::uint8_t op, const io_uring_cqe& cqe) override;
+  // Called every tick: retries segment preparation, syncs pending state
+  // records.
+  void tick(std::int64_t now_ms);
+  // Blocking final sync at shutdown (after the loop has stopped).
+  void close_all();
+
+ private:
+  struct segment {
+    std::uint64_t seq = 0;
+    int fd = -1;
+    std::uint64_t tail = 0;  // next free offset
+    std::uint32_t live = 0;  // messages with records here, not yet finished
+    bool dirty = false;      // written since its last sync
+  };
+  struct write_op final : reactor::owner {
+    void on_completion(std::uint8_t op, const io_uring_cqe& cqe) override;
+    writer* w = nullptr;
+    std::uint32_t index = 0;
+    std::uint32_t slot = 0;
+    std::uint64_t segment = 0;
+    record_header hdr;
+    header_bytes header{};
+    std::span<const char> prefix;  // body: held-back octets (static storage)
+    std::span<const char> data;    // body: slice of a receive buffer
+    std::string owned;             // payload of commit and state records
+    iovec iov[4];
+    std::int32_t buffer_id = -1;
+    std::uint64_t number = 0;
+    message_handle msg = none;
+    bool in_use = false;
+  };
+  struct open_message {
+    util::queue_id id = 0;
+    std::vector<extent> body;
+    std::set<std::uint64_t> segments;
+    std::uint64_t commit_segment = 0;
+    int error = 0;
+    std::uint32_t ops_pending = 0;  // writes not yet completed
+    bool first = true;
+    bool aborted = false;
+    bool in_use = false;
+  };
+  struct waiter {
+    std::uint64_t write_number;
+    message_handle msg;
+    stored_message stored;
+    commit_callback done;
+  };
+  static constexpr message_handle none = 0xffffffffu;
+
+  std::uint32_t new_op();
+  void submit_record(std::uint32_t op_index);
+  bool issue(std::uint32_t op_index);  // false: no segment space yet
+  void write_completed(std::uint32_t op_index, int res);
+  void maybe_sync();
+  void sync_completed(int res);
+  void fail_message(message_handle h, int err);
+  void finish_op(std::uint32_t op_index);
+  void free_message_if_done(message_handle h);
+  void mark_live(message_handle h, std::uint64_t seg);
+  void prepare_next_segment();
+  void next_segment_ready(int fd);
+  void delete_dead_segments();
+  void append_state(record_type t, util::queue_id id, std::string payload);
+
+  reactor::loop& _loop;
+  reactor::buffer_pool& _buffers;
+  std::string _dir;
+  unsigned _shard;
+  std::uint64_t _segment_size;
+  std::uint32_t _slot;
+  int _dir_fd = -1;
+
+  std::map<std::uint64_t, segment> _segments;
+  std::uint64_t _current = 0;
+  std::uint64_t _next_seq = 0;
+  std::uint64_t _sequence = 1;  // next record sequence number
+  bool _writable = true;
+
+  // Preparation of the next segment through the ring.
+  enum class prep { idle, opening, allocating, syncing_dir, ready, failed };
+  prep _prep = prep::idle;
+  int _prep_fd = -1;
+  std::int64_t _prep_retry_ms = 0;
+  std::string _prep_path;
+
+  std::deque<write_op> _ops;  // stable addresses: each op is a ring owner
+  std::vector<std::uint32_t> _free_ops;
+  std::deque<std::uint32_t> _backlog;  // records waiting for segment space
+  std::uint64_t _next_write = 1;
+  std::uint64_t _completed_upto = 0;  // every write <= this has completed
+  std::set<std::uint64_t> _completed_later;
+  int _write_error = 0;
+
+  std::vector<open_message> _messages;
+  std::vector<message_handle> _free_messages;
+  std::deque<waiter> _waiting;
+
+  bool _sync_inflight = false;
+  int _syncs_outstanding = 0;
+  int _sync_error = 0;
+  std::uint64_t _sync_covers = 0;
+  std::deque<waiter> _syncing;
+};
+
+}  // namespace ringrelay::spool

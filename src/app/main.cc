@@ -1,0 +1,168 @@
+// ringrelay — the server. Parses the command line, loads the configuration,
+// opens the listeners, starts one shard per CPU and waits for signals:
+// SIGTERM/SIGINT stop gracefully (exit 0 once sessions in flight finished
+// and the spool is flushed).
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <ringrelay/config/config.hh>
+#include <ringrelay/log/log.hh>
+#include <ringrelay/net/listener.hh>
+#include <ringrelay/reactor/loop.hh>
+#include <string>
+#include <vector>
+
+#include "shard.hh"
+
+namespace {
+
+constexpr const char* usage_text =
+    R"(Usage: ringrelay [--config FILE] [--set KEY=VALUE]... [--check-config]
+
+ringrelay is an SMTP relay: it accepts mail from trusted networks (and, in a
+later release, authenticated accounts), stores each message durably and
+delivers it to the configured relay host.
+
+Options:
+  --config FILE       the server configuration (default: conf/ringrelay.json)
+  --set KEY=VALUE     override one key by its dotted path, e.g.
+                        --set shards=2 --set limits.idle_timeout=60
+                        --set 'listeners=[{"address":"127.0.0.1","port":2525,"tls":"none"}]'
+                      VALUE is JSON when it parses as JSON, else a string.
+                      May be given many times; applied in order.
+  --check-config      validate the configuration (after overrides), print
+                      a summary and exit: 0 when valid, 1 otherwise
+  --help              this text
+  --version           print the version
+
+Signals: SIGTERM or SIGINT stop accepting, let sessions in flight finish
+(at most shutdown_grace seconds), flush the spool and exit 0.
+Keys and defaults: docs/configuration.md.
+)";
+
+struct options {
+  std::string config = "conf/ringrelay.json";
+  std::vector<std::string> overrides;
+  bool check = false;
+};
+
+int parse_args(int argc, char** argv, options& opt) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&](const char* name) -> const char* {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "ringrelay: %s needs a value (see --help)\n", name);
+        return nullptr;
+      }
+      return argv[++i];
+    };
+    if (a == "--help" || a == "-h") {
+      fputs(usage_text, stdout);
+      return 0;
+    } else if (a == "--version") {
+      puts("ringrelay 0.1.0");
+      return 0;
+    } else if (a == "--config") {
+      const char* v = value("--config");
+      if (!v) return 2;
+      opt.config = v;
+    } else if (a.rfind("--config=", 0) == 0) {
+      opt.config = a.substr(9);
+    } else if (a == "--set") {
+      const char* v = value("--set");
+      if (!v) return 2;
+      opt.overrides.emplace_back(v);
+    } else if (a.rfind("--set=", 0) == 0) {
+      opt.overrides.push_back(a.substr(6));
+    } else if (a == "--check-config") {
+      opt.check = true;
+    } else {
+      fprintf(stderr, "ringrelay: unknown option '%s' (see --help)\n", a.c_str());
+      return 2;
+    }
+  }
+  return -1;
+}
+
+ringrelay::log::level parse_level(const std::string& s) {
+  using ringrelay::log::level;
+  if (s == "debug") return level::debug;
+  if (s == "warn") return level::warn;
+  if (s == "error") return level::error;
+  return level::info;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace ringrelay;
+  options opt;
+  if (int rc = parse_args(argc, argv, opt); rc >= 0) return rc;
+
+  std::shared_ptr<const config::server_config> cfg;
+  try {
+    cfg = std::make_shared<const config::server_config>(config::load(opt.config, opt.overrides));
+  } catch (const config::config_error& e) {
+    fprintf(stderr, "ringrelay: configuration error: %s\n", e.what());
+    return 1;
+  }
+  if (opt.check) {
+    printf("%s: valid (%u shard(s), %zu listener(s), spool %s, relayhost %s)\n", opt.config.c_str(),
+           cfg->shards, cfg->listeners.size(), cfg->spool.dir.c_str(),
+           cfg->delivery.relayhost.empty() ? "(none)" : cfg->delivery.relayhost.c_str());
+    return 0;
+  }
+  log::set_level(parse_level(cfg->log_level));
+
+  // Signals are taken by this thread alone (sigwait): block them before any
+  // shard thread exists so every thread inherits the mask.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  std::vector<std::unique_ptr<app::shard>> shards;
+  try {
+    reactor::loop::probe_kernel();
+    std::error_code ec;
+    std::filesystem::create_directories(cfg->spool.dir, ec);
+    if (ec)
+      throw std::runtime_error("spool.dir " + cfg->spool.dir +
+                               ": cannot create it: " + ec.message());
+    for (unsigned i = 0; i < cfg->shards; ++i) {
+      std::vector<int> fds;
+      for (const auto& l : cfg->listeners) fds.push_back(net::open_listener(l.address, l.port));
+      shards.push_back(std::make_unique<app::shard>(i, cfg, std::move(fds)));
+    }
+    for (auto& s : shards) s->start();
+  } catch (const std::exception& e) {
+    RR_ERROR("cannot start: %s", e.what());
+    for (auto& s : shards) s->request_stop();
+    shards.clear();
+    return 1;
+  }
+  RR_INFO("ringrelay started shards=%u listeners=%zu hostname=%s", cfg->shards,
+          cfg->listeners.size(), cfg->hostname.c_str());
+
+  for (;;) {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    if (sig == SIGHUP) {
+      RR_INFO("SIGHUP: configuration reload is not available yet; keeping the running one");
+      continue;
+    }
+    RR_INFO("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    break;
+  }
+  for (auto& s : shards) s->request_stop();
+  for (auto& s : shards) s->join();
+  RR_INFO("ringrelay stopped");
+  return 0;
+}

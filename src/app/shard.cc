@@ -1,0 +1,154 @@
+#include "shard.hh"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <cstring>
+#include <future>
+#include <ringrelay/delivery/service.hh>
+#include <ringrelay/log/log.hh>
+#include <ringrelay/net/listener.hh>
+#include <ringrelay/reactor/buffer_pool.hh>
+#include <ringrelay/reactor/loop.hh>
+#include <ringrelay/smtp/server.hh>
+#include <ringrelay/spool/writer.hh>
+#include <stdexcept>
+#include <string>
+
+namespace ringrelay::app {
+
+struct shard::state {
+  std::promise<void> started;
+  std::unique_ptr<reactor::loop> loop;
+  std::function<void()> stop_hook;  // runs on the shard's thread
+};
+
+shard::shard(unsigned index, std::shared_ptr<const config::server_config> cfg,
+             std::vector<int> listen_fds)
+    : _index(index),
+      _cfg(std::move(cfg)),
+      _listen_fds(std::move(listen_fds)),
+      _state(std::make_unique<state>()) {}
+
+shard::~shard() {
+  join();
+}
+
+void shard::start() {
+  auto ready = _state->started.get_future();
+  _thread = std::thread([this] { run(); });
+  ready.get();  // rethrows a startup failure of the shard
+}
+
+void shard::request_stop() {
+  if (_state->loop)
+    _state->loop->post([s = _state.get()] {
+      if (s->stop_hook) s->stop_hook();
+    });
+}
+
+void shard::join() {
+  if (_thread.joinable()) _thread.join();
+}
+
+void shard::run() {
+  static thread_local char name[16];
+  snprintf(name, sizeof name, "shard%u", _index);
+  log::set_thread_name(name);
+  pthread_setname_np(pthread_self(), name);
+
+  // Pin to one CPU: the shard's caches, its ring's task work and its
+  // memory stay on that core.
+  unsigned cpus = std::thread::hardware_concurrency();
+  if (cpus > 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(_index % cpus, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  }
+
+  const config::server_config& cfg = *_cfg;
+  std::unique_ptr<reactor::buffer_pool> buffers;
+  std::unique_ptr<spool::writer> spool;
+  std::unique_ptr<delivery::service> deliver;
+  std::unique_ptr<smtp::server> server;
+  std::vector<std::unique_ptr<net::acceptor>> acceptors;
+  std::vector<spool::stored_message> recovered;
+  bool stopping = false;
+  std::int64_t grace_deadline = 0;
+
+  try {
+    _state->loop = std::make_unique<reactor::loop>(reactor::loop_options{cfg.io.ring_entries, 100});
+    auto& loop = *_state->loop;
+    buffers = std::make_unique<reactor::buffer_pool>(loop.ring(), 0, cfg.io.recv_buffers,
+                                                     cfg.io.recv_buffer_size);
+    spool = std::make_unique<spool::writer>(loop, *buffers, cfg.spool.dir, _index,
+                                            cfg.spool.segment_size);
+    recovered = spool->open();
+    deliver = std::make_unique<delivery::service>(loop, *spool, cfg, _index);
+
+    smtp::server_options opt;
+    opt.session.hostname = cfg.hostname;
+    opt.session.limits.command_line = cfg.limits.command_line;
+    opt.session.limits.text_line = cfg.limits.text_line;
+    opt.session.limits.recipients = cfg.limits.recipients;
+    opt.session.limits.message_size = cfg.limits.message_size;
+    opt.idle_timeout_ms = cfg.limits.idle_timeout * 1000;
+    opt.max_sessions = cfg.limits.sessions_per_shard;
+    opt.shard = _index;
+    auto cfg_ref = _cfg;
+    server = std::make_unique<smtp::server>(
+        loop, *buffers, *spool, opt,
+        [cfg_ref](const sockaddr* peer) {
+          for (const auto& n : cfg_ref->trusted_networks)
+            if (n.contains(peer)) return true;
+          return false;
+        },
+        [&deliver](spool::stored_message&& m) { deliver->enqueue(std::move(m)); });
+    for (int fd : _listen_fds) {
+      acceptors.push_back(std::make_unique<net::acceptor>(
+          loop, fd, [&server](int client) { server->accept(client); }));
+    }
+    _listen_fds.clear();
+  } catch (...) {
+    _state->started.set_exception(std::current_exception());
+    return;
+  }
+
+  auto& loop = *_state->loop;
+  for (auto& m : recovered) deliver->enqueue(std::move(m));
+  recovered.clear();
+  for (auto& a : acceptors) a->start();
+
+  loop.on_tick([&](std::int64_t now) {
+    spool->tick(now);
+    deliver->tick(now);
+    if (!stopping) return;
+    bool done = server->idle() && deliver->idle();
+    if (!done && now >= grace_deadline) {
+      RR_WARN("grace period over: closing %zu session(s)", server->sessions());
+      server->close_all();
+      deliver->close_all();
+      done = true;
+    }
+    if (done) loop.stop();
+  });
+  _state->stop_hook = [&] {
+    if (stopping) return;
+    stopping = true;
+    grace_deadline = loop.now_ms() + std::int64_t{cfg.shutdown_grace} * 1000;
+    RR_INFO("stopping: no new connections, %zu session(s) finishing", server->sessions());
+    for (auto& a : acceptors) a->stop();
+    server->shutdown();
+    deliver->shutdown();
+  };
+
+  _state->started.set_value();
+  RR_INFO("shard started listeners=%zu", acceptors.size());
+  loop.run();
+
+  spool->close_all();
+  RR_INFO("shard stopped");
+}
+
+}  // namespace ringrelay::app

@@ -1,0 +1,612 @@
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <ringrelay/delivery/service.hh>
+#include <ringrelay/delivery/upstream_session.hh>
+#include <ringrelay/log/log.hh>
+#include <ringrelay/util/clock.hh>
+#include <ringrelay/util/id.hh>
+
+namespace ringrelay::delivery {
+namespace {
+
+enum op : std::uint8_t {
+  op_socket = 1,
+  op_connect = 2,
+  op_connect_timeout = 3,
+  op_recv = 4,
+  op_send = 5,
+  op_splice = 6,
+  op_read = 7,
+  op_ignore = 8,
+};
+
+// Extents spliced per linked chain: enough to keep the socket busy, few
+// enough to bound the submission queue use of one connection.
+constexpr std::size_t splice_window = 32;
+// An idle upstream connection is closed after this long without work.
+constexpr std::int64_t idle_close_ms = 5000;
+
+// Keeps client-supplied text inside one header line and its syntax:
+// control octets become spaces, and the characters that delimit the
+// Received fields ("(", ")", ";", "<", ">") are replaced.
+std::string neutralise(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  for (char c : in) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f)
+      out.push_back(' ');
+    else if (c == '(' || c == ')' || c == ';' || c == '<' || c == '>')
+      out.push_back('_');
+    else
+      out.push_back(c);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string received_header(const spool::stored_message& m, std::string_view hostname) {
+  const auto& e = m.env;
+  char id[17];
+  util::format_queue_id(m.id, id);
+  char date[40];
+  util::format_rfc5322_date(e.received_at, date);
+  std::string h = "Received: from ";
+  h += neutralise(e.helo.empty() ? std::string_view("unknown") : std::string_view(e.helo));
+  h += " ([";
+  h += neutralise(e.client_address);
+  h += "])\r\n\tby ";
+  h += hostname;
+  // RFC 3848 protocol names; TLS and AUTH variants come with those modules.
+  h += " (ringrelay) with ";
+  h += e.smtputf8 ? "UTF8SMTP" : "ESMTP";
+  h += " id ";
+  h += id;
+  if (e.recipients.size() == 1) {
+    h += "\r\n\tfor <";
+    h += neutralise(e.recipients[0]);
+    h += ">";
+  }
+  h += "; ";
+  h += date;
+  h += "\r\n";
+  return h;
+}
+
+// One connection to the upstream host.
+class upstream final : public reactor::owner {
+ public:
+  upstream(service& svc)
+      : _svc(svc), _slot(svc._loop.add_owner(this)), _session(svc._cfg.hostname) {}
+  ~upstream() {
+    _svc._loop.remove_owner(_slot);
+    if (_pipe[0] >= 0) ::close(_pipe[0]);
+    if (_pipe[1] >= 0) ::close(_pipe[1]);
+  }
+
+  void connect() {
+    const auto& d = _svc._cfg.delivery;
+    _last_activity = _svc._loop.now_ms();
+    io_uring_sqe* s = _svc._loop.sqe();
+    io_uring_prep_socket(s, d.relayhost_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0, 0);
+    io_uring_sqe_set_data64(s, _svc._loop.token(_slot, op_socket));
+    ++_inflight;
+  }
+
+  bool usable_idle() const {
+    return !_closing && !_current && _session.state() == session_state::ready;
+  }
+  bool busy() const { return _current != nullptr; }
+  bool closing() const { return _closing; }
+
+  void start(std::unique_ptr<queued> q) {
+    _current = std::move(q);
+    ++_messages;
+    const auto& m = _current->msg;
+    _header = received_header(m, _svc._cfg.hostname);
+    envelope env;
+    env.sender = m.env.sender;
+    _current->attempt = m.pending;
+    for (auto i : _current->attempt) env.recipients.push_back(m.env.recipients[i]);
+    env.size = _header.size() + m.env.size;
+    env.eight_bit = m.env.eight_bit;
+    env.smtputf8 = m.env.smtputf8;
+    env.body_is_raw = m.env.body_is_raw;
+    _started_ms = _svc._loop.now_ms();
+    run_events(_session.start_message(std::move(env)));
+    flush();
+  }
+
+  void tick(std::int64_t now) {
+    if (_closing) return;
+    const auto& d = _svc._cfg.delivery;
+    bool waiting_reply =
+        _session.state() != session_state::ready && _session.state() != session_state::body;
+    if (waiting_reply && now - _last_activity > std::int64_t{d.command_timeout} * 1000) {
+      run_events(_session.abort("timeout waiting for the upstream's reply"));
+      return;
+    }
+    if (!_current && _session.state() == session_state::ready &&
+        (now - _last_activity > idle_close_ms || _svc._stopping ||
+         _messages >= d.messages_per_connection)) {
+      _session.quit();
+      _last_activity = now;
+      flush();
+    }
+  }
+
+  void force_close() {
+    if (_closing) return;
+    run_events(_session.abort("shutting down"));
+  }
+
+  void on_completion(std::uint8_t op, const io_uring_cqe& cqe) override {
+    --_inflight;
+    switch (op) {
+      case op_socket:
+        on_socket(cqe.res);
+        break;
+      case op_connect:
+        on_connect(cqe.res);
+        break;
+      case op_connect_timeout:
+        break;
+      case op_recv:
+        on_recv(cqe.res);
+        break;
+      case op_send:
+        on_send(cqe.res);
+        break;
+      case op_splice:
+        on_splice(cqe.res);
+        break;
+      case op_read:
+        on_read(cqe.res);
+        break;
+      default:
+        break;
+    }
+    maybe_destroy();
+  }
+
+ private:
+  void on_socket(int res) {
+    if (res < 0) return fail_connect(std::string("socket: ") + strerror(-res));
+    _fd = res;
+    const auto& d = _svc._cfg.delivery;
+    io_uring_sqe* s = _svc._loop.sqe();
+    io_uring_prep_connect(s, _fd, reinterpret_cast<const sockaddr*>(&d.relayhost_addr),
+                          d.relayhost_addr_len);
+    s->flags |= IOSQE_IO_LINK;
+    io_uring_sqe_set_data64(s, _svc._loop.token(_slot, op_connect));
+    _connect_ts.tv_sec = d.connect_timeout;
+    _connect_ts.tv_nsec = 0;
+    s = _svc._loop.sqe();
+    io_uring_prep_link_timeout(s, &_connect_ts, 0);
+    io_uring_sqe_set_data64(s, _svc._loop.token(_slot, op_connect_timeout));
+    _inflight += 2;
+  }
+
+  void on_connect(int res) {
+    if (res < 0)
+      return fail_connect(res == -ECANCELED ? "connect timed out"
+                                            : std::string("connect: ") + strerror(-res));
+    if (pipe2(_pipe, O_CLOEXEC) < 0) return fail_connect("pipe: " + std::string(strerror(errno)));
+    _connected = true;
+    _last_activity = _svc._loop.now_ms();
+    arm_recv();
+  }
+
+  void fail_connect(std::string why) {
+    _svc.host_failed(why);
+    _closing = true;
+  }
+
+  void arm_recv() {
+    io_uring_sqe* s = _svc._loop.sqe();
+    io_uring_prep_recv(s, _fd, _rbuf, sizeof _rbuf, 0);
+    io_uring_sqe_set_data64(s, _svc._loop.token(_slot, op_recv));
+    ++_inflight;
+  }
+
+  void on_recv(int res) {
+    if (_closing) return;
+    if (res <= 0) {
+      run_events(_session.abort(res == 0 ? "connection closed by the upstream"
+                                         : std::string("receive error: ") + strerror(-res)));
+      return;
+    }
+    _last_activity = _svc._loop.now_ms();
+    run_events(_session.feed({_rbuf, static_cast<std::size_t>(res)}));
+    if (!_closing) arm_recv();
+    flush();
+  }
+
+  void run_events(event ev) {
+    for (; ev != event::none; ev = _session.next_event()) {
+      switch (ev) {
+        case event::ready:
+          _svc.host_ok();
+          if (!_current) _svc.dispatch();
+          break;
+        case event::send_body:
+          begin_body();
+          break;
+        case event::message_done:
+          _svc.finished(std::move(_current), _session.results());
+          break;
+        case event::closed:
+        case event::failed: {
+          const auto& r = _session.reason();
+          if (!_reported && _messages == 0) _svc.host_failed(r.description);
+          _reported = true;
+          RR_DEBUG("upstream %s: %s", ev == event::closed ? "closed" : "failed",
+                   r.description.c_str());
+          _closing = true;
+          break;
+        }
+        default:
+          break;
+      }
+    }
+  }
+
+  void flush() {
+    if (_closing || _send_inflight || _in_body || _fd < 0) return;
+    std::string& out = _session.output();
+    if (out.empty()) return;
+    _sending.swap(out);
+    out.clear();
+    _sent = 0;
+    submit_send();
+  }
+
+  void submit_send() {
+    io_uring_sqe* s = _svc._loop.sqe();
+    io_uring_prep_send(s, _fd, _sending.data() + _sent, _sending.size() - _sent, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(s, _svc._loop.token(_slot, op_send));
+    _send_inflight = true;
+    ++_inflight;
+  }
+
+  void on_send(int res) {
+    _send_inflight = false;
+    if (_closing) return;
+    if (res < 0) {
+      run_events(_session.abort(std::string("send error: ") + strerror(-res)));
+      return;
+    }
+    _sent += static_cast<std::size_t>(res);
+    if (_sent < _sending.size()) return submit_send();
+    _sending.clear();
+    if (_in_body) return body_step();
+    flush();
+  }
+
+  // The body: [output (BDAT line)][Received header], then the stored
+  // extents, then body_sent() and the terminator from output().
+  void begin_body() {
+    _in_body = true;
+    _extent = 0;
+    _at_line_start = true;
+    _sending = std::move(_session.output());
+    _session.output().clear();
+    _sending += _header;
+    _sent = 0;
+    _body_phase = body_phase::header;
+    submit_send();
+  }
+
+  void body_step() {
+    const auto& body = _current->msg.body;
+    if (_extent >= body.size()) return end_body();
+    if (_session.framing() == body_framing::data_stuffing_needed) return read_extent();
+    submit_splices();
+  }
+
+  // A chain of linked splices, file → pipe → socket per extent: the links
+  // keep them in order through the one pipe.
+  void submit_splices() {
+    _body_phase = body_phase::splicing;
+    const auto& body = _current->msg.body;
+    std::size_t end = std::min(body.size(), _extent + splice_window);
+    _splice_failed = false;
+    _splices = 0;
+    for (std::size_t i = _extent; i < end; ++i) {
+      const auto& x = body[i];
+      int seg = _svc._spool.segment_fd(x.segment);
+      bool last = i + 1 == end;
+      io_uring_sqe* s = _svc._loop.sqe();
+      io_uring_prep_splice(s, seg, static_cast<std::int64_t>(x.offset), _pipe[1], -1, x.length, 0);
+      s->flags |= IOSQE_IO_LINK;
+      io_uring_sqe_set_data64(s, _svc._loop.token(_slot, op_splice));
+      s = _svc._loop.sqe();
+      io_uring_prep_splice(s, _pipe[0], -1, _fd, -1, x.length, 0);
+      if (!last) s->flags |= IOSQE_IO_LINK;
+      io_uring_sqe_set_data64(s, _svc._loop.token(_slot, op_splice));
+      _splice_expect.push_back(x.length);
+      _splice_expect.push_back(x.length);
+      _splices += 2;
+      _inflight += 2;
+    }
+    _extent = end;
+  }
+
+  void on_splice(int res) {
+    std::uint32_t want = _splice_expect.front();
+    _splice_expect.pop_front();
+    if (res < 0 || static_cast<std::uint32_t>(res) != want) _splice_failed = true;
+    if (--_splices > 0) return;
+    if (_closing) return;
+    if (_splice_failed) {
+      // A short or failed splice leaves the pipe and the stream in an
+      // unknown state: drop the connection, the message is retried.
+      run_events(_session.abort("sending the body failed"));
+      return;
+    }
+    _last_activity = _svc._loop.now_ms();
+    body_step();
+  }
+
+  // The copying path: a raw (BDAT) body to an upstream without CHUNKING
+  // must be dot-stuffed on the way.
+  void read_extent() {
+    _body_phase = body_phase::reading;
+    const auto& x = _current->msg.body[_extent];
+    _raw.resize(x.length);
+    io_uring_sqe* s = _svc._loop.sqe();
+    io_uring_prep_read(s, _svc._spool.segment_fd(x.segment), _raw.data(), x.length, x.offset);
+    io_uring_sqe_set_data64(s, _svc._loop.token(_slot, op_read));
+    ++_inflight;
+  }
+
+  void on_read(int res) {
+    if (_closing) return;
+    const auto& x = _current->msg.body[_extent];
+    if (res != static_cast<int>(x.length)) {
+      run_events(_session.abort("reading the spooled body failed"));
+      return;
+    }
+    ++_extent;
+    _sending.clear();
+    dot_stuff(_raw, _at_line_start, _sending);
+    _sent = 0;
+    submit_send();
+  }
+
+  void end_body() {
+    _in_body = false;
+    _body_phase = body_phase::none;
+    _session.body_sent(_session.framing() == body_framing::data_stuffing_needed ? _at_line_start
+                                                                                : true);
+    flush();
+  }
+
+  void maybe_destroy() {
+    if (!_closing || _inflight > 0 || _destroying) return;
+    _destroying = true;
+    if (_fd >= 0) {
+      io_uring_sqe* s = _svc._loop.sqe();
+      io_uring_prep_close(s, _fd);
+      io_uring_sqe_set_data64(s, _svc._loop.token(_slot, op_ignore));
+      _fd = -1;
+    }
+    if (_current) _svc.retry_later(std::move(_current), "connection lost");
+    _svc.connection_gone(this);
+  }
+
+  enum class body_phase { none, header, splicing, reading };
+
+  service& _svc;
+  std::uint32_t _slot;
+  upstream_session _session;
+  int _fd = -1;
+  int _pipe[2] = {-1, -1};
+  int _inflight = 0;
+  bool _connected = false;
+  bool _closing = false;
+  bool _destroying = false;
+  bool _reported = false;
+  std::unique_ptr<queued> _current;
+  std::uint32_t _messages = 0;
+  std::int64_t _last_activity = 0;
+  std::int64_t _started_ms = 0;
+  __kernel_timespec _connect_ts{};
+  char _rbuf[4096];
+  std::string _sending;
+  std::size_t _sent = 0;
+  bool _send_inflight = false;
+  std::string _header;
+  bool _in_body = false;
+  body_phase _body_phase = body_phase::none;
+  std::size_t _extent = 0;
+  std::deque<std::uint32_t> _splice_expect;
+  int _splices = 0;
+  bool _splice_failed = false;
+  std::string _raw;
+  bool _at_line_start = true;
+};
+
+service::service(reactor::loop& loop, spool::writer& spool, const config::server_config& cfg,
+                 unsigned shard)
+    : _loop(loop), _spool(spool), _cfg(cfg), _shard(shard) {}
+
+service::~service() = default;
+
+void service::enqueue(spool::stored_message&& m) {
+  auto q = std::make_unique<queued>();
+  q->msg = std::move(m);
+  if (q->msg.next_attempt > util::wall_seconds()) {
+    auto at = q->msg.next_attempt;
+    _deferred.emplace(at, std::move(q));
+    return;
+  }
+  _ready.push_back(std::move(q));
+  dispatch();
+}
+
+std::uint32_t service::retry_delay(std::uint32_t attempts) const {
+  const auto& s = _cfg.delivery.retry_schedule;
+  if (s.empty()) return 60;
+  return s[std::min<std::size_t>(attempts == 0 ? 0 : attempts - 1, s.size() - 1)];
+}
+
+void service::dispatch() {
+  if (_stopping) return;
+  while (!_ready.empty()) {
+    upstream* idle = nullptr;
+    std::size_t connecting = 0;
+    for (auto& c : _connections) {
+      if (c->usable_idle()) {
+        idle = c.get();
+        break;
+      }
+      if (!c->busy() && !c->closing()) ++connecting;
+    }
+    if (idle) {
+      auto q = std::move(_ready.front());
+      _ready.pop_front();
+      idle->start(std::move(q));
+      continue;
+    }
+    // Open connections for the messages no connection is about to take,
+    // within the per-host limit and not while the host is known down.
+    if (connecting >= _ready.size() || _connections.size() >= _cfg.delivery.connections_per_host ||
+        _loop.now_ms() < _host_down_until_ms)
+      return;
+    _connections.push_back(std::make_unique<upstream>(*this));
+    _connections.back()->connect();
+  }
+}
+
+void service::finished(std::unique_ptr<queued> q, const std::vector<recipient_result>& results) {
+  auto& m = q->msg;
+  char id[17];
+  util::format_queue_id(m.id, id);
+  std::vector<std::uint32_t> done, still;
+  std::int64_t delay_s = util::wall_seconds() - m.env.received_at;
+  std::string last_temp;
+  for (std::size_t i = 0; i < results.size() && i < q->attempt.size(); ++i) {
+    auto idx = q->attempt[i];
+    const auto& r = results[i];
+    std::string line = r.response.one_line();
+    const char* rcpt = m.env.recipients[idx].c_str();
+    switch (r.status) {
+      case outcome::delivered:
+        RR_INFO("delivered id=%s to=<%s> relay=%s delay=%llds reply=\"%s\"", id, rcpt,
+                _cfg.delivery.relayhost.c_str(), static_cast<long long>(delay_s), line.c_str());
+        done.push_back(idx);
+        break;
+      case outcome::permanent: {
+        RR_INFO(
+            "failed id=%s to=<%s> relay=%s reply=\"%s\" (a bounce is sent once bounces are "
+            "implemented)",
+            id, rcpt, _cfg.delivery.relayhost.c_str(), line.c_str());
+        std::uint32_t one[] = {idx};
+        _spool.record_failed(m, line, one);
+        done.push_back(idx);
+        break;
+      }
+      case outcome::temporary:
+        last_temp = line;
+        still.push_back(idx);
+        break;
+    }
+  }
+  if (!done.empty()) {
+    // Only delivered/failed recipients are finished; the rest stay pending.
+    std::vector<std::uint32_t> delivered;
+    for (std::size_t i = 0; i < results.size() && i < q->attempt.size(); ++i)
+      if (results[i].status == outcome::delivered) delivered.push_back(q->attempt[i]);
+    if (!delivered.empty()) _spool.record_done(m, delivered);
+  }
+  m.pending = std::move(still);
+  if (m.pending.empty()) {
+    _spool.release(m);
+    return;
+  }
+  retry_later(std::move(q), last_temp.empty() ? "temporary failure" : last_temp);
+}
+
+void service::retry_later(std::unique_ptr<queued> q, std::string_view why) {
+  auto& m = q->msg;
+  char id[17];
+  util::format_queue_id(m.id, id);
+  ++m.attempts;
+  std::int64_t now = util::wall_seconds();
+  if (now - m.env.received_at >= _cfg.delivery.max_age) {
+    std::string reason = "expired after " + std::to_string(_cfg.delivery.max_age) +
+                         "s in the queue; last error: " + std::string(why);
+    for (auto idx : m.pending)
+      RR_INFO("failed id=%s to=<%s> reply=\"%s\"", id, m.env.recipients[idx].c_str(),
+              reason.c_str());
+    _spool.record_failed(m, reason, m.pending);
+    _spool.release(m);
+    return;
+  }
+  auto delay = retry_delay(m.attempts);
+  m.next_attempt = now + delay;
+  for (auto idx : m.pending)
+    RR_INFO("deferred id=%s to=<%s> attempts=%u retry_in=%us reply=\"%s\"", id,
+            m.env.recipients[idx].c_str(), m.attempts, delay, std::string(why).c_str());
+  _spool.record_deferred(m);
+  _deferred.emplace(m.next_attempt, std::move(q));
+}
+
+void service::host_failed(std::string_view why) {
+  ++_host_failures;
+  auto delay = retry_delay(_host_failures);
+  _host_down_until_ms = _loop.now_ms() + std::int64_t{delay} * 1000;
+  RR_WARN("upstream %s unreachable: %s; %zu message(s) wait, next try in %us",
+          _cfg.delivery.relayhost.c_str(), std::string(why).c_str(), _ready.size(), delay);
+}
+
+void service::connection_gone(upstream* u) {
+  // Never destroy a connection inside its own completion handler.
+  _loop.defer([this, u] {
+    std::erase_if(_connections, [u](const auto& c) { return c.get() == u; });
+    dispatch();
+  });
+}
+
+void service::tick(std::int64_t now_ms) {
+  std::int64_t now = util::wall_seconds();
+  while (!_deferred.empty() && _deferred.begin()->first <= now) {
+    _ready.push_back(std::move(_deferred.begin()->second));
+    _deferred.erase(_deferred.begin());
+  }
+  // Messages waiting for a host that stays down still expire.
+  if (now_ms - _last_expiry_check_ms >= 1000) {
+    _last_expiry_check_ms = now_ms;
+    std::deque<std::unique_ptr<queued>> keep;
+    for (auto& q : _ready) {
+      if (now - q->msg.env.received_at >= _cfg.delivery.max_age)
+        retry_later(std::move(q), "the upstream could not be reached");
+      else
+        keep.push_back(std::move(q));
+    }
+    _ready.swap(keep);
+  }
+  for (auto& c : _connections) c->tick(now_ms);
+  dispatch();
+}
+
+void service::shutdown() {
+  _stopping = true;
+  for (auto& c : _connections) c->tick(_loop.now_ms());
+}
+
+bool service::idle() const {
+  return std::none_of(_connections.begin(), _connections.end(),
+                      [](const auto& c) { return c->busy(); });
+}
+
+void service::close_all() {
+  for (auto& c : _connections) c->force_close();
+}
+
+}  // namespace ringrelay::delivery

@@ -1,0 +1,434 @@
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <ringrelay/log/log.hh>
+#include <ringrelay/net/listener.hh>
+#include <ringrelay/smtp/server.hh>
+#include <ringrelay/util/clock.hh>
+
+namespace ringrelay::smtp {
+namespace {
+
+enum op : std::uint8_t { op_recv = 1, op_send = 2, op_cancel = 3, op_close = 4 };
+
+}  // namespace
+
+// One client connection: glue between the ring, the session and the spool.
+class connection final : public reactor::owner {
+ public:
+  connection(server& srv, int fd, peer_info peer, std::size_t index)
+      : index(index),
+        _srv(srv),
+        _fd(fd),
+        _slot(srv._loop.add_owner(this)),
+        _session(srv._opt.session, peer) {}
+  ~connection() { _srv._loop.remove_owner(_slot); }
+
+  void start(bool refuse) {
+    _last_activity = _srv._loop.now_ms();
+    if (refuse) {
+      _session.refuse_busy("Service temporarily unavailable: the mail queue cannot be written");
+      _close_after_flush = true;
+    } else {
+      _session.greet();
+      arm_recv();
+    }
+    _srv.schedule_flush(this);
+  }
+
+  void on_completion(std::uint8_t op, const io_uring_cqe& cqe) override {
+    switch (op) {
+      case op_recv:
+        on_recv(cqe);
+        break;
+      case op_send:
+        on_send(cqe.res);
+        break;
+      default:
+        break;
+    }
+    maybe_destroy();
+  }
+
+  void flush();
+  void rearm_if_starved() {
+    if (!_closing && !_recv_armed && !_paused) arm_recv();
+  }
+  void idle_check(std::int64_t now, std::int64_t limit_ms) {
+    if (_closing || _close_after_flush || _commit_pending) return;
+    if (now - _last_activity < limit_ms) return;
+    RR_INFO("session timeout client=%s", _session.peer().address.c_str());
+    _session.timeout();
+    _close_after_flush = true;
+    _srv.schedule_flush(this);
+  }
+  void begin_shutdown() { process(); }
+  void force_close() {
+    begin_close();
+    maybe_destroy();
+  }
+
+  std::size_t index;
+  bool listed_dirty = false;
+
+ private:
+  struct pending_buffer {
+    std::uint16_t id;
+    std::uint32_t len;
+    std::uint32_t off;
+  };
+
+  void arm_recv() {
+    io_uring_sqe* s = _srv._loop.sqe();
+    io_uring_prep_recv_multishot(s, _fd, nullptr, 0, 0);
+    s->flags |= IOSQE_BUFFER_SELECT;
+    s->buf_group = _srv._buffers.group();
+    io_uring_sqe_set_data64(s, _srv._loop.token(_slot, op_recv));
+    _recv_armed = true;
+  }
+
+  void cancel_recv() {
+    if (!_recv_armed || _cancel_sent) return;
+    _cancel_sent = true;
+    io_uring_sqe* s = _srv._loop.sqe();
+    io_uring_prep_cancel64(s, _srv._loop.token(_slot, op_recv), 0);
+    io_uring_sqe_set_data64(s, _srv._loop.token(_slot, op_cancel));
+  }
+
+  void on_recv(const io_uring_cqe& cqe) {
+    bool more = cqe.flags & IORING_CQE_F_MORE;
+    if (cqe.res > 0 && (cqe.flags & IORING_CQE_F_BUFFER)) {
+      auto id = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+      _srv._buffers.taken(id);
+      if (_closing) {
+        _srv._buffers.unref(id);
+      } else {
+        _in.push_back({id, static_cast<std::uint32_t>(cqe.res), 0});
+        _last_activity = _srv._loop.now_ms();
+        process();
+      }
+    } else if (cqe.res == -ENOBUFS) {
+      // The shard's buffers are all in use: wait until some return. The
+      // kernel keeps the bytes in the socket; TCP flow control does the rest.
+      if (!more) _srv._starved.push_back(this);
+    } else if (cqe.res == 0 || (cqe.res < 0 && cqe.res != -ECANCELED)) {
+      if (_session.message_open() || _commit_pending)
+        RR_INFO("client gone mid-message client=%s%s", _session.peer().address.c_str(),
+                _commit_pending ? " (the message is stored and will be delivered)" : "");
+      begin_close();
+    }
+    if (!more) {
+      _recv_armed = false;
+      _cancel_sent = false;
+      if (!_closing && !_paused && cqe.res != -ENOBUFS && cqe.res != -ECANCELED) arm_recv();
+    }
+  }
+
+  void on_send(int res) {
+    _send_inflight = false;
+    if (res < 0) {
+      begin_close();
+      return;
+    }
+    _sent += static_cast<std::size_t>(res);
+    if (_sent < _sending.size()) {
+      submit_send();
+      return;
+    }
+    _sending.clear();
+    _sent = 0;
+    _srv.schedule_flush(this);
+  }
+
+  void submit_send() {
+    io_uring_sqe* s = _srv._loop.sqe();
+    io_uring_prep_send(s, _fd, _sending.data() + _sent, _sending.size() - _sent, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(s, _srv._loop.token(_slot, op_send));
+    _send_inflight = true;
+  }
+
+  void process();
+  void handle(event ev);
+  void commit();
+  void commit_done(int err, spool::stored_message* msg);
+
+  void begin_close() {
+    if (_closing) return;
+    _closing = true;
+    cancel_recv();
+    if (_spool_open) {
+      _srv._spool.abort(_spool_handle);
+      _spool_open = false;
+    }
+    for (auto& b : _in) _srv._buffers.unref(b.id);
+    _in.clear();
+  }
+
+  void maybe_destroy() {
+    if (!_closing || _destroying || _recv_armed || _send_inflight || _commit_pending) return;
+    _destroying = true;
+    io_uring_sqe* s = _srv._loop.sqe();
+    io_uring_prep_close(s, _fd);
+    io_uring_sqe_set_data64(s, _srv._loop.token(_slot, op_close));
+    _srv.destroy(this);
+  }
+
+  server& _srv;
+  int _fd;
+  std::uint32_t _slot;
+  session _session;
+  std::deque<pending_buffer> _in;
+  std::string _sending;
+  std::size_t _sent = 0;
+  std::int64_t _last_activity = 0;
+  spool::writer::message_handle _spool_handle = 0;
+  util::queue_id _queue_id = 0;
+  bool _spool_open = false;
+  bool _commit_pending = false;
+  bool _recv_armed = false;
+  bool _cancel_sent = false;
+  bool _paused = false;
+  bool _send_inflight = false;
+  bool _close_after_flush = false;
+  bool _closing = false;
+  bool _destroying = false;
+};
+
+void connection::process() {
+  while (!_in.empty() && !_closing) {
+    auto& front = _in.front();
+    auto data = _srv._buffers.data(front.id, front.len).subspan(front.off);
+    if (data.empty()) {
+      _srv._buffers.unref(front.id);
+      _in.pop_front();
+      continue;
+    }
+    state st = _session.current();
+    if (st == state::committing || st == state::closing || _close_after_flush) break;
+    if (_srv._stopping && (st == state::fresh || st == state::ready)) {
+      _session.shutdown();
+      _close_after_flush = true;
+      break;
+    }
+    if (_session.in_body()) {
+      body_step step = _session.scan(data);
+      if (_spool_open && step.store && (step.replay || step.body))
+        _srv._spool.append_body(_spool_handle, {held_back_text, step.replay}, data.first(step.body),
+                                front.id);
+      front.off += static_cast<std::uint32_t>(step.consumed);
+      handle(step.ev);
+    } else {
+      feed_result r = _session.feed({data.data(), data.size()});
+      front.off += static_cast<std::uint32_t>(r.consumed);
+      handle(r.ev);
+    }
+  }
+  if (_srv._stopping && _in.empty() && !_close_after_flush && !_closing) {
+    state st = _session.current();
+    if (st == state::fresh || st == state::ready) {
+      _session.shutdown();
+      _close_after_flush = true;
+    }
+  }
+  // Backpressure: stop receiving while unprocessed input piles up (a
+  // commit in progress, a slow spool); resume once it drains.
+  auto limit = _srv._opt.max_queued_buffers;
+  if (!_paused && _in.size() >= limit) {
+    _paused = true;
+    cancel_recv();
+  } else if (_paused && _in.size() <= limit / 2) {
+    _paused = false;
+    if (!_recv_armed && !_closing) arm_recv();
+  }
+  _srv.schedule_flush(this);
+}
+
+void connection::handle(event ev) {
+  switch (ev) {
+    case event::body:
+      if (_session.message_open() && !_spool_open) {
+        _queue_id = _srv._ids.next(util::wall_seconds());
+        _spool_handle = _srv._spool.begin(_queue_id);
+        _spool_open = true;
+      }
+      break;
+    case event::commit:
+      commit();
+      break;
+    case event::discard:
+      if (_spool_open) {
+        _srv._spool.abort(_spool_handle);
+        _spool_open = false;
+      }
+      break;
+    case event::close:
+      _close_after_flush = true;
+      if (_spool_open) {
+        _srv._spool.abort(_spool_handle);
+        _spool_open = false;
+      }
+      break;
+    case event::need_more:
+    case event::none:
+      break;
+  }
+}
+
+void connection::commit() {
+  const auto& sc = _session.scanner();
+  spool::envelope env;
+  env.body_is_raw = _session.body_is_raw();
+  env.eight_bit = sc.eight_bit();
+  env.smtputf8 = _session.smtputf8();
+  env.body_8bitmime = _session.declared_body() == body_type::eight_bit_mime;
+  env.received_at = util::wall_seconds();
+  env.size = sc.size();
+  env.wire_size = sc.wire_size();
+  env.relays =
+      static_cast<std::uint32_t>(_session.recipients().size() * size_multiplier(sc.size()));
+  env.day = static_cast<std::uint32_t>(env.received_at / 86400);
+  env.helo.assign(_session.helo());
+  env.client_address = _session.peer().address;
+  env.sender.assign(_session.sender());
+  env.recipients = _session.recipients();
+  if (!_spool_open) {
+    // An empty BDAT LAST message never opened a spool message.
+    _queue_id = _srv._ids.next(util::wall_seconds());
+    _spool_handle = _srv._spool.begin(_queue_id);
+  }
+  _spool_open = false;
+  _commit_pending = true;
+  _srv._spool.commit(_spool_handle, std::move(env),
+                     [this](int err, spool::stored_message* msg) { commit_done(err, msg); });
+}
+
+void connection::commit_done(int err, spool::stored_message* msg) {
+  _commit_pending = false;
+  char id[17];
+  util::format_queue_id(_queue_id, id);
+  if (err == 0) {
+    const auto& e = msg->env;
+    RR_INFO(
+        "accepted id=%s from=<%s> rcpts=%zu size=%llu multiplier=%u relays=%u client=%s "
+        "helo=%s%s",
+        id, e.sender.c_str(), e.recipients.size(), static_cast<unsigned long long>(e.size),
+        size_multiplier(e.size), e.relays, e.client_address.c_str(), e.helo.c_str(),
+        _closing ? " (client left before the reply)" : "");
+    _srv._on_accepted(std::move(*msg));
+    if (!_closing) _session.committed(id);
+  } else {
+    RR_ERROR("not accepted id=%s client=%s: spool error: %s", id, _session.peer().address.c_str(),
+             strerror(-err));
+    if (!_closing)
+      _session.commit_failed(err == -ENOSPC || err == -EDQUOT ? commit_error::no_space
+                                                              : commit_error::io);
+  }
+  if (!_closing) process();
+  maybe_destroy();
+}
+
+void connection::flush() {
+  listed_dirty = false;
+  if (_closing || _send_inflight) return;
+  std::string& out = _session.output();
+  if (!out.empty()) {
+    _sending.swap(out);
+    out.clear();
+    _sent = 0;
+    submit_send();
+    return;
+  }
+  if (_close_after_flush) {
+    begin_close();
+    maybe_destroy();
+  }
+}
+
+server::server(reactor::loop& loop, reactor::buffer_pool& buffers, spool::writer& spool,
+               server_options opt, trust_check trusted, accepted_sink on_accepted)
+    : _loop(loop),
+      _buffers(buffers),
+      _spool(spool),
+      _opt(std::move(opt)),
+      _trusted(std::move(trusted)),
+      _on_accepted(std::move(on_accepted)),
+      _ids(_opt.shard) {
+  _loop.on_tick([this](std::int64_t now) { tick(now); });
+  _loop.on_turn_end([this] { turn_end(); });
+}
+
+server::~server() = default;
+
+void server::accept(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  int one = 1;
+  // Replies are small and already batched per loop turn: send them now.
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  peer_info peer;
+  peer.address = net::format_address(reinterpret_cast<sockaddr*>(&ss));
+  peer.trusted = _trusted(reinterpret_cast<sockaddr*>(&ss));
+  bool refuse = !_spool.writable() || _live >= _opt.max_sessions || _stopping;
+  auto c = std::make_unique<connection>(*this, fd, peer, _connections.size());
+  connection* raw = c.get();
+  _connections.push_back(std::move(c));
+  ++_live;
+  RR_DEBUG("connect client=%s sessions=%zu", peer.address.c_str(), _live);
+  raw->start(refuse);
+}
+
+void server::schedule_flush(connection* c) {
+  if (c->listed_dirty) return;
+  c->listed_dirty = true;
+  _dirty.push_back(c);
+}
+
+void server::destroy(connection* c) {
+  std::erase(_dirty, c);
+  std::erase(_starved, c);
+  _loop.defer([this, c] {
+    // Runs after this turn's completions: nothing refers to it any more.
+    std::size_t at = c->index;
+    if (at != _connections.size() - 1) {
+      std::swap(_connections[at], _connections.back());
+      _connections[at]->index = at;
+    }
+    _connections.pop_back();
+    --_live;
+  });
+}
+
+void server::turn_end() {
+  _buffers.publish();
+  auto dirty = std::move(_dirty);
+  _dirty.clear();
+  for (auto* c : dirty) c->flush();
+  if (!_starved.empty() && _buffers.available() > _buffers.count() / 4) {
+    auto starved = std::move(_starved);
+    _starved.clear();
+    for (auto* c : starved) c->rearm_if_starved();
+  }
+}
+
+void server::tick(std::int64_t now_ms) {
+  for (auto& c : _connections) c->idle_check(now_ms, _opt.idle_timeout_ms);
+}
+
+void server::shutdown() {
+  _stopping = true;
+  for (auto& c : _connections) c->begin_shutdown();
+}
+
+void server::close_all() {
+  std::vector<connection*> all;
+  for (auto& c : _connections) all.push_back(c.get());
+  for (auto* c : all) c->force_close();
+}
+
+}  // namespace ringrelay::smtp

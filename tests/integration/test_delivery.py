@@ -1,0 +1,321 @@
+"""Messages go through ringrelay to a recording upstream sink and arrive
+byte-exact (minus the one Received: header ringrelay prepends)."""
+import collections
+import re
+import tempfile
+import threading
+from pathlib import Path
+
+import harness as h
+from harness import assert_queued, assert_reply, relay_with_sink
+
+
+def _send_and_check(relay, sink, msg: bytes, n_before: int = 0, mail_options=(), timeout=30):
+    qid = h.smtplib_send(relay, h.SENDER, [h.rcpt()], msg, mail_options=mail_options)
+    m = sink.wait_for(n_before + 1, timeout=timeout)[n_before]
+    h.assert_delivered(m, h.smtplib_content(msg), mail_from=h.SENDER, rcpts=[h.rcpt()])
+    return qid, m
+
+
+def test_empty_body():
+    with relay_with_sink() as (relay, sink):
+        # headers and the empty line, no body
+        msg = b"From: <" + h.SENDER.encode() + b">\r\nSubject: empty body\r\n\r\n"
+        _send_and_check(relay, sink, msg)
+        # smtplib with an empty message sends one empty line
+        _send_and_check(relay, sink, b"", n_before=1)
+        # a DATA with nothing at all before the terminator
+        c = relay.client()
+        assert_queued(c.send_message(h.SENDER, [h.rcpt()], b""))
+        m = sink.wait_for(3)[2]
+        header, rest = h.split_received(m.data)
+        h.assert_bytes_equal(rest, b"", "zero-octet message (minus Received:)")
+
+
+def test_received_header():
+    """One Received: header at the top: CRLF lines under 1000 octets, naming
+    the client HELO and address, the queue ID, the single recipient and an
+    RFC 5322 date with a numeric zone."""
+    with relay_with_sink() as (relay, sink):
+        msg = h.make_message(500, tag="received")
+        qid, m = _send_and_check(relay, sink, msg)
+        header, rest = h.split_received(m.data)
+        assert not rest.lower().startswith(b"received:"), "more than one Received: header was prepended"
+        text = header.decode("utf-8", "replace")
+        for line in header.split(h.CRLF)[:-1]:
+            assert len(line) + 2 <= 1000, f"Received: line over 1000 octets: {line[:80]!r}"
+        assert qid in text or qid.lower() in text.lower(), f"queue ID {qid} not in {text!r}"
+        assert "client.test" in text, f"client HELO name not in {text!r}"
+        assert "127.0.0.1" in text, f"client address not in {text!r}"
+        assert h.rcpt() in text, f"single recipient not in {text!r}"
+        assert re.search(r"\d{1,2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}", text), \
+            f"no RFC 5322 date with numeric zone in {text!r}"
+
+
+def test_1kb():
+    with relay_with_sink() as (relay, sink):
+        _send_and_check(relay, sink, h.make_message(1024, tag="1k"))
+
+
+def test_1mb():
+    with relay_with_sink() as (relay, sink):
+        _send_and_check(relay, sink, h.make_message(1048576, tag="1m"))
+
+
+@h.timeout(90)
+def test_10mib_plus_1():
+    with relay_with_sink() as (relay, sink):
+        msg = h.make_message(10 * 1048576 + 1, tag="10m1")
+        assert len(msg) == 10485761
+        _send_and_check(relay, sink, msg, timeout=60)
+
+
+def test_dot_lines():
+    """Lines ".", "..", ".x" (first, middle and last) survive both hops' dot-stuffing."""
+    with relay_with_sink() as (relay, sink):
+        variants = [
+            b".\r\n..\r\n.x\r\n",                                   # dot lines at the very start
+            b"Subject: dots\r\n\r\nbefore\r\n.\r\nafter\r\n..\r\n.x\r\n...\r\n. \r\n.\r\n",
+            b"Subject: dot last\r\n\r\ntext\r\n..\r\n",
+            b"Subject: dotty\r\n\r\n" + b"".join(b"." * i + b"\r\n" for i in range(1, 12)),
+        ]
+        for i, v in enumerate(variants):  # via smtplib (it stuffs)
+            _send_and_check(relay, sink, v, n_before=i)
+        c = relay.client()                # via raw bytes, stuffed by us
+        for i, v in enumerate(variants):
+            assert_queued(c.send_message(h.SENDER, [h.rcpt()], v))
+            m = sink.wait_for(len(variants) + i + 1)[len(variants) + i]
+            h.assert_delivered(m, v)
+
+
+def test_8bit_content():
+    with relay_with_sink() as (relay, sink):
+        msg = h.make_8bit_message()
+        _, m = _send_and_check(relay, sink, msg, mail_options=["BODY=8BITMIME"])
+        params = [p.upper() for p in m.mail_params]
+        assert "BODY=8BITMIME" in params, f"upstream MAIL lacks BODY=8BITMIME: {m.mail_params}"
+
+
+def test_smtputf8_envelope():
+    with relay_with_sink() as (relay, sink):
+        c = relay.client()
+        sender = f"jörg.müller@{h.SENDER_DOMAIN}"
+        to = f"日本@{h.RCPT_DOMAIN}"
+        content = ("From: Jörg <" + sender + ">\r\nTo: <" + to + ">\r\nSubject: Grüße\r\n\r\nÜmlaut\r\n").encode()
+        r = c.send_message(sender, [to], content, params="SMTPUTF8 BODY=8BITMIME")
+        assert_queued(r)
+        m = sink.wait_for(1)[0]
+        h.assert_delivered(m, content, mail_from=sender, rcpts=[to])
+        assert "SMTPUTF8" in [p.upper() for p in m.mail_params], f"upstream MAIL lacks SMTPUTF8: {m.mail_params}"
+
+
+def test_text_line_exactly_1000():
+    with relay_with_sink() as (relay, sink):
+        line = b"L" * 998 + b"\r\n"
+        content = b"Subject: long line\r\n\r\n" + line + b"." + b"d" * 997 + b"\r\n"
+        assert len(line) == 1000
+        c = relay.client()
+        assert_queued(c.send_message(h.SENDER, [h.rcpt()], content))
+        h.assert_delivered(sink.wait_for(1)[0], content)
+
+
+def _bdat_content():
+    return (b"Subject: bdat chunks\r\n\r\n"
+            b".\r\n..\r\n.x\r\n"
+            b"a line\r\n.\r\n"                  # CRLF.CRLF inside a chunk: not an end
+            b"split CR|LF here\r\n"
+            + h.make_message(70000, tag="bdat-part")
+            + b"tail\r\n.\r\n")
+
+
+def _bdat_chunks(content: bytes):
+    i = content.index(b"|LF here\r") + len(b"|LF here\r")  # chunk ends between CR and LF
+    j = content.index(b"a line\r\n.\r\n") + len(b"a line\r\n.")  # ends after the dot
+    assert j < i
+    return [content[:1], content[1:j], content[j:i], content[i:i + 3], content[i + 3:], b""]
+
+
+def _check_bdat(chunking_sink: bool):
+    with relay_with_sink(sink_kwargs={"chunking": chunking_sink}) as (relay, sink):
+        c = relay.client()
+        assert "CHUNKING" in c.extensions, "EHLO does not advertise CHUNKING"
+        content = _bdat_content()
+        chunks = _bdat_chunks(content)
+        assert b"".join(chunks) == content
+        replies = c.bdat_message(h.SENDER, [h.rcpt()], chunks)
+        for r in replies[:-1]:
+            assert_reply(r, 250, what="BDAT chunk")
+        assert_queued(replies[-1], "BDAT 0 LAST")
+        # one chunk with LAST, a second message on the same connection
+        single = h.make_message(300000, tag="bdat-single")
+        assert_queued(c.bdat_message(h.SENDER, [h.rcpt(1)], [single])[0], "BDAT LAST")
+        ms = sink.wait_for(2)
+        by_rcpt = {m.rcpts[0]: m for m in ms}
+        h.assert_delivered(by_rcpt[h.rcpt()], content, mail_from=h.SENDER, rcpts=[h.rcpt()])
+        h.assert_delivered(by_rcpt[h.rcpt(1)], single, rcpts=[h.rcpt(1)])
+        return ms
+
+
+def test_bdat_chunks_to_data_upstream():
+    """BDAT in several chunks (split inside CRLF, a CRLF.CRLF inside a
+    chunk, BDAT 0 LAST); the sink has no CHUNKING, so ringrelay must
+    dot-stuff for DATA upstream."""
+    ms = _check_bdat(chunking_sink=False)
+    assert all(m.via == "DATA" for m in ms)
+
+
+def test_bdat_chunks_to_chunking_upstream():
+    _check_bdat(chunking_sink=True)
+
+
+def test_20_pipelined_messages():
+    """20 messages on one connection, maximally pipelined with DATA: each
+    end of data travels in one write with the next MAIL/RCPT/DATA."""
+    with relay_with_sink() as (relay, sink):
+        c = relay.client()
+        msgs = [h.make_message(500 + 997 * i, tag=f"pipe{i}") for i in range(20)]
+        env = lambda i: (f"MAIL FROM:<{h.SENDER}>\r\nRCPT TO:<{h.rcpt(i)}>\r\n"
+                         f"RCPT TO:<{h.rcpt(100 + i)}>\r\nDATA\r\n").encode()
+        c.send(env(0))
+        qids = []
+        for i, m in enumerate(msgs):
+            rs = c.read_replies(4)
+            assert [r.code for r in rs] == [250, 250, 250, 354], f"message {i}: {[str(r) for r in rs]}"
+            tail = env(i + 1) if i + 1 < len(msgs) else b"QUIT\r\n"
+            c.send(h.data_wire(m) + tail)
+            qids.append(assert_queued(c.read_reply(), f"message {i}"))
+        assert_reply(c.read_reply(), 221, what="QUIT")
+        assert len(set(qids)) == 20, f"queue IDs not unique: {qids}"
+        _check_multiset(sink, msgs, lambda i: {h.rcpt(i), h.rcpt(100 + i)})
+
+
+def test_20_pipelined_messages_bdat():
+    """20 BDAT transactions written in a single send, then all replies read."""
+    with relay_with_sink() as (relay, sink):
+        c = relay.client()
+        msgs = [h.make_message(300 + 1500 * i, tag=f"pbdat{i}") for i in range(20)]
+        out = b""
+        for i, m in enumerate(msgs):
+            out += f"MAIL FROM:<{h.SENDER}>\r\nRCPT TO:<{h.rcpt(i)}>\r\n".encode()
+            half = len(m) // 2
+            out += f"BDAT {half}\r\n".encode() + m[:half] + f"BDAT {len(m) - half} LAST\r\n".encode() + m[half:]
+        out += b"QUIT\r\n"
+        c.send(out)
+        qids = []
+        for i in range(20):
+            rs = c.read_replies(4)
+            assert [r.code for r in rs] == [250, 250, 250, 250], f"message {i}: {[str(r) for r in rs]}"
+            qids.append(assert_queued(rs[3], f"message {i}"))
+        assert_reply(c.read_reply(), 221, what="QUIT")
+        assert len(set(qids)) == 20
+        _check_multiset(sink, msgs, lambda i: {h.rcpt(i)})
+
+
+def _check_multiset(sink, msgs, rcpts_of, timeout=30):
+    """Every message arrives once, byte-exact, to its recipients (a message
+    may be split into several upstream transactions by recipient)."""
+    want = {h.message_tag(m): (m, rcpts_of(i)) for i, m in enumerate(msgs)}
+    total_rcpts = sum(len(r) for _, r in want.values())
+
+    def done(ms):
+        return sum(len(m.rcpts) for m in ms) >= total_rcpts
+    ms = sink.wait_for(1, timeout=timeout, pred=done)
+    seen = collections.defaultdict(list)
+    for m in ms:
+        _, rest = h.split_received(m.data)
+        tag = h.message_tag(rest)
+        assert tag in want, f"unexpected message delivered: {rest[:200]!r}"
+        h.assert_delivered(m, want[tag][0], mail_from=h.SENDER)
+        seen[tag].extend(m.rcpts)
+    for tag, (_, rc) in want.items():
+        assert sorted(seen.get(tag, [])) == sorted(rc), f"{tag}: delivered to {seen.get(tag)}, want {sorted(rc)}"
+
+
+@h.timeout(120)
+def test_50_parallel_connections():
+    n = 50
+    with relay_with_sink() as (relay, sink):
+        msgs = [h.make_message(1000 + 613 * i, tag=f"par{i}") for i in range(n)]
+        barrier = threading.Barrier(n, timeout=30)
+        qids, errors = [None] * n, []
+
+        def worker(i):
+            s = None
+            try:
+                s = relay.smtplib(timeout=60)
+                code, resp = s.ehlo("client.test")
+                assert code == 250, f"EHLO {code} {resp!r}"
+                barrier.wait()
+                code, resp = s.mail(h.SENDER, [f"SIZE={len(msgs[i])}"])
+                assert code == 250, f"MAIL {code} {resp!r}"
+                code, resp = s.rcpt(h.rcpt(i))
+                assert code == 250, f"RCPT {code} {resp!r}"
+                code, resp = s.data(msgs[i])
+                assert code == 250, f"end of data {code} {resp!r}"
+                qids[i] = h.smtplib_queue_id(resp)
+                s.quit()
+            except BaseException as e:  # noqa: BLE001
+                errors.append(f"connection {i}: {type(e).__name__}: {e}")
+                barrier.abort()
+            finally:
+                if s is not None:
+                    s.close()
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        assert not errors, f"{len(errors)} connections failed: {errors[:5]}"
+        assert len(set(qids)) == n, f"queue IDs not unique: {collections.Counter(qids).most_common(3)}"
+        _check_multiset(sink, msgs, lambda i: {h.rcpt(i)}, timeout=60)
+
+
+# ---------------------------------------------------------------- swaks
+
+def _swaks_template():
+    # literal newlines; swaks sends CRLF and appends a final CRLF after %BODY%
+    return "From: <%FROM_ADDRESS%>\nTo: <%TO_ADDRESS%>\nSubject: swaks test\n\n%BODY%"
+
+
+def _swaks_expected(rcpts: str, body: bytes) -> bytes:
+    return (f"From: <{h.SENDER}>\r\nTo: <{rcpts}>\r\nSubject: swaks test\r\n\r\n").encode() \
+        + body.replace(b"\n", b"\r\n") + b"\r\n"
+
+
+def test_swaks_basic():
+    with relay_with_sink() as (relay, sink):
+        body = "Hello from swaks.\n.\n..\n.x\nlast line"
+        p = h.swaks(relay, "--from", h.SENDER, "--to", h.rcpt(), "--data", _swaks_template(), "--body", body)
+        assert p.returncode == 0, f"swaks failed ({p.returncode}):\n{p.stdout}"
+        assert len(h.swaks_queue_ids(p.stdout)) == 1, f"no 'queued as' in swaks output:\n{p.stdout}"
+        m = sink.wait_for(1)[0]
+        h.assert_delivered(m, _swaks_expected(h.rcpt(), body.encode()), mail_from=h.SENDER, rcpts=[h.rcpt()])
+
+
+def test_swaks_pipeline_multiple_recipients():
+    with relay_with_sink() as (relay, sink):
+        to = ",".join(h.rcpt(i) for i in range(3))
+        body = "pipelined by swaks"
+        p = h.swaks(relay, "--pipeline", "--from", h.SENDER, "--to", to, "--data", _swaks_template(), "--body", body)
+        assert p.returncode == 0, f"swaks failed ({p.returncode}):\n{p.stdout}"
+        assert "PIPELINING" in p.stdout
+        want = {h.rcpt(i) for i in range(3)}
+        ms = sink.wait_for(1, pred=lambda ms: set().union(*(set(m.rcpts) for m in ms)) >= want)
+        assert sorted(r for m in ms for r in m.rcpts) == sorted(want)
+        for m in ms:
+            h.assert_delivered(m, _swaks_expected(to, body.encode()), mail_from=h.SENDER)
+
+
+def test_swaks_body_from_file():
+    with relay_with_sink() as (relay, sink), tempfile.TemporaryDirectory() as d:
+        lines = [f"line {i} " + "abcdefghij" * (i % 90) for i in range(3000)]
+        lines[10], lines[20], lines[30] = ".", "..", ".x"
+        lines.append("Grüße, 8-bit: äöü")
+        body = "\n".join(lines).encode()
+        path = Path(d) / "body.txt"
+        path.write_bytes(body)
+        p = h.swaks(relay, "--from", h.SENDER, "--to", h.rcpt(), "--data", _swaks_template(),
+                    "--body", f"@{path}", "--pipeline", "--suppress-data")
+        assert p.returncode == 0, f"swaks failed ({p.returncode}):\n{p.stdout[-3000:]}"
+        m = sink.wait_for(1)[0]
+        h.assert_delivered(m, _swaks_expected(h.rcpt(), body), mail_from=h.SENDER, rcpts=[h.rcpt()])
