@@ -2,6 +2,7 @@
 // opens the listeners, starts one shard per CPU and waits for signals:
 // SIGTERM/SIGINT stop gracefully (exit 0 once sessions in flight finished
 // and the spool is flushed).
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -117,6 +118,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   log::set_level(parse_level(cfg->log_level));
+  // Shards write their log batches through their rings concurrently; with
+  // O_APPEND each batch lands whole at the end of a log file instead of at a
+  // shared file position that the writers would race on.
+  if (int fl = fcntl(2, F_GETFL); fl >= 0) fcntl(2, F_SETFL, fl | O_APPEND);
 
   // Signals are taken by this thread alone (sigwait): block them before any
   // shard thread exists so every thread inherits the mask.
