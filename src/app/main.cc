@@ -111,6 +111,17 @@ int main(int argc, char** argv) {
     fprintf(stderr, "ringrelay: configuration error: %s\n", e.what());
     return 1;
   }
+  for (const auto& l : cfg->listeners) {
+    // TLS arrives with the accounts/AUTH/TLS work; until then a client that
+    // expects implicit TLS would get plaintext it cannot read, so refuse.
+    if (l.tls == config::tls_mode::implicit) {
+      fprintf(stderr,
+              "ringrelay: configuration error: %s: listener %s:%u asks for implicit TLS, which "
+              "this version does not support yet; use \"tls\": \"none\" or \"starttls\"\n",
+              opt.config.c_str(), l.address.c_str(), l.port);
+      return 1;
+    }
+  }
   if (opt.check) {
     printf("%s: valid (%u shard(s), %zu listener(s), spool %s, relayhost %s)\n", opt.config.c_str(),
            cfg->shards, cfg->listeners.size(), cfg->spool.dir.c_str(),
@@ -155,6 +166,10 @@ int main(int argc, char** argv) {
   }
   RR_INFO("ringrelay started shards=%u listeners=%zu hostname=%s", cfg->shards,
           cfg->listeners.size(), cfg->hostname.c_str());
+  for (const auto& l : cfg->listeners)
+    if (l.tls == config::tls_mode::starttls)
+      RR_INFO("listener %s:%u: STARTTLS is not available yet, serving plain SMTP",
+              l.address.c_str(), l.port);
 
   for (;;) {
     int sig = 0;
