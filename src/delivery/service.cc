@@ -240,7 +240,12 @@ class upstream final : public reactor::owner {
           if (!_current) _svc.dispatch();
           break;
         case event::send_body:
-          begin_body();
+          // The pipelined commands may still be going out (the 354 can
+          // overtake our own send completion): the body waits for them.
+          if (_send_inflight)
+            _body_pending = true;
+          else
+            begin_body();
           break;
         case event::message_done:
           _svc.finished(std::move(_current), _session.results());
@@ -290,6 +295,10 @@ class upstream final : public reactor::owner {
     if (_sent < _sending.size()) return submit_send();
     _sending.clear();
     if (_in_body) return body_step();
+    if (_body_pending) {
+      _body_pending = false;
+      return begin_body();
+    }
     flush();
   }
 
@@ -428,6 +437,7 @@ class upstream final : public reactor::owner {
   bool _send_inflight = false;
   std::string _header;
   bool _in_body = false;
+  bool _body_pending = false;
   body_phase _body_phase = body_phase::none;
   std::size_t _extent = 0;
   std::deque<std::uint32_t> _splice_expect;
