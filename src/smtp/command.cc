@@ -372,9 +372,14 @@ bool parse_number(std::string_view s, std::uint64_t& out) {
 
 // RFC 1870: size-value = 1*20DIGIT. The limit is applied by the caller once
 // the whole line has parsed, so a syntax error wins over a policy refusal.
+// A valid 20-digit value beyond 2^64-1 is still a size, just larger than any
+// limit: it saturates so the caller answers 552, not a syntax error.
 bool apply_size(const esmtp_param& p, command& out, parse_reply& err) {
-  if (!p.has_value || p.value.size() > 20 || !parse_number(p.value, out.size)) {
-    return fail(err, size_syntax);
+  if (!p.has_value || p.value.empty() || p.value.size() > 20) return fail(err, size_syntax);
+  if (!parse_number(p.value, out.size)) {
+    for (char c : p.value)
+      if (!is_digit(octet(c))) return fail(err, size_syntax);
+    out.size = UINT64_MAX;
   }
   out.has_size = true;
   return true;

@@ -45,17 +45,7 @@ std::vector<stored_message> writer::open() {
   std::string shard_dir = shard_directory(_dir, _shard);
   _dir_fd = ::open(shard_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (_dir_fd < 0) throw std::runtime_error(shard_dir + ": " + strerror(errno));
-  if (r.torn_tail)
-    RR_WARN("spool shard=%u torn tail cut segment=%llu offset=%llu (%s)", _shard,
-            static_cast<unsigned long long>(r.torn_tail->segment),
-            static_cast<unsigned long long>(r.torn_tail->offset), r.torn_tail->reason.c_str());
-  for (const auto& d : r.lost)
-    RR_ERROR("spool shard=%u damaged segment=%llu cut at offset=%llu (%s)", _shard,
-             static_cast<unsigned long long>(d.segment), static_cast<unsigned long long>(d.offset),
-             d.reason.c_str());
-  for (const auto& m : r.incomplete)
-    RR_ERROR("spool shard=%u id=%s incomplete after damage: body records missing, not delivered",
-             _shard, util::format_queue_id(m.id).c_str());
+  // recover() has logged the torn tail, damage and incomplete messages.
   for (const auto& info : r.segments) {
     std::string path = segment_path(_dir, _shard, info.seq);
     int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
@@ -75,7 +65,8 @@ std::vector<stored_message> writer::open() {
     s.pending = std::move(m.pending);
     s.attempts = m.attempts;
     s.next_attempt = m.next_attempt;
-    s.commit_segment = m.segments.empty() ? 0 : m.segments.back();
+    s.commit_segment = m.commit_segment;
+    s.segments = m.segments;
     for (auto seq : m.segments) ++_segments[seq].live;
     out.push_back(std::move(s));
   }
@@ -263,7 +254,13 @@ void writer::write_completed(std::uint32_t i, int res) {
   if (res < 0) {
     RR_ERROR("spool shard=%u write failed segment=%llu: %s", _shard,
              static_cast<unsigned long long>(o.segment), strerror(-res));
+    // Recovery stops at the first hole in a segment, so nothing written to
+    // this segment may be acknowledged any more: fail every message with a
+    // record here and move new records to a fresh segment.
+    for (std::uint32_t h = 0; h < _messages.size(); ++h)
+      if (_messages[h].in_use && _messages[h].segments.count(o.segment)) fail_message(h, res);
     if (o.msg != none) fail_message(o.msg, res);
+    if (o.segment == _current) _segments[_current].tail = _segment_size;
   } else {
     _segments[o.segment].dirty = true;
   }
@@ -390,6 +387,7 @@ void writer::sync_completed(int res) {
     }
     w.stored.body = std::move(m.body);
     w.stored.commit_segment = m.commit_segment;
+    w.stored.segments.assign(m.segments.begin(), m.segments.end());
     w.stored.pending.resize(w.stored.env.recipients.size());
     for (std::uint32_t r = 0; r < w.stored.pending.size(); ++r) w.stored.pending[r] = r;
     // The message's segments stay live until delivery releases it.
@@ -428,10 +426,7 @@ void writer::record_failed(const stored_message& m, std::string_view reason,
 }
 
 void writer::release(const stored_message& m) {
-  std::set<std::uint64_t> segs;
-  for (const auto& e : m.body) segs.insert(e.segment);
-  segs.insert(m.commit_segment);
-  for (auto seq : segs) {
+  for (auto seq : m.segments) {
     auto it = _segments.find(seq);
     if (it != _segments.end() && it->second.live > 0) --it->second.live;
   }

@@ -52,6 +52,9 @@ struct stored_message {
   std::uint32_t attempts = 0;
   std::int64_t next_attempt = 0;     // wall seconds; 0 = now
   std::uint64_t commit_segment = 0;  // where the commit record lies
+  // Segments this message keeps alive until `release` (body, commit, and
+  // after a restart its state records); each counted once.
+  std::vector<std::uint64_t> segments;
 };
 
 class writer final : public reactor::owner {
