@@ -321,13 +321,17 @@ std::vector<listener> read_listeners(const context& ctx, const json_value& v) {
     if (earlier != seen.end()) {
       const auto& l = out.back();
       auto shown = ep.family == AF_INET6 ? "[" + l.address + "]" : l.address;
-      // Blame the later writer of the address or port: often a --set on a
-      // listener from the file.
-      const auto* address = v.items[i].find("address");
-      const auto* port = v.items[i].find("port");
-      ctx.fail(address->origin > port->origin ? *address : *port, path,
+      auto index = static_cast<std::size_t>(earlier - seen.begin());
+      // Blame the latest writer of either address or port: often a --set
+      // that moved one listener from the file onto another.
+      const json_value* blamed = &v.items[i];
+      for (const auto* item : {&v.items[i], &v.items[index]}) {
+        for (const auto* key : {"address", "port"})
+          if (item->find(key)->origin > blamed->origin) blamed = item->find(key);
+      }
+      ctx.fail(*blamed, path,
                "duplicate listener " + shown + ":" + std::to_string(l.port) + " (also listeners." +
-                   std::to_string(earlier - seen.begin()) + ")");
+                   std::to_string(index) + ")");
     }
     seen.push_back(ep);
   }

@@ -509,8 +509,11 @@ void writer::on_completion(std::uint8_t op, const io_uring_cqe& cqe) {
 void writer::next_segment_ready(int fd_or_error) {
   if (fd_or_error < 0) {
     int err = -fd_or_error;
-    RR_ERROR("spool shard=%u cannot prepare segment %s: %s; not accepting mail until it can",
-             _shard, _prep_path.c_str(), strerror(err));
+    // Logged once per outage; the retries every second stay quiet.
+    if (_writable)
+      RR_ERROR("spool shard=%u cannot prepare segment %s: %s; refusing new mail (421) and "
+               "retrying every second until it can",
+               _shard, _prep_path.c_str(), strerror(err));
     if (_prep_fd >= 0) {
       ::close(_prep_fd);
       _prep_fd = -1;

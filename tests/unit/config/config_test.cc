@@ -6,7 +6,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <optional>
 #include <ringrelay/config/config.hh>
 #include <string>
 #include <vector>
@@ -512,6 +511,8 @@ TEST_F(config_test, set_errors_name_the_set) {
       {"listeners.1.address=0.0.0.0",
        "--set listeners.1.address=0.0.0.0: listeners.1: duplicate listener 0.0.0.0:25 (also "
        "listeners.0)"},
+      {"listeners.0.address=::",
+       "--set listeners.0.address=::: listeners.1: duplicate listener [::]:25 (also listeners.0)"},
       {"listeners.2.port=26",
        R"(--set listeners.2.port=26: listeners.2: "address" is required, as in {"address": "0.0.0.0", "port": 25, "tls": "starttls"})"},
       {"listeners=[]", "--set listeners=[]: expected a non-empty array of listeners, got []"},
@@ -526,7 +527,7 @@ TEST_F(config_test, set_errors_name_the_set) {
 
 struct relayhost_case {
   std::string value;
-  int family;  // AF_UNSPEC: any; 0 with error: expect an error
+  int family;  // expected family, AF_UNSPEC for either (unused with an error)
   std::uint16_t port;
   std::string error;  // expected message after "FILE: delivery.relayhost: ", or "" for success
 };
