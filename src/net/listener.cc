@@ -67,6 +67,9 @@ int open_listener(const std::string& address, std::uint16_t port, int backlog) {
   // One socket per shard on the same port: the kernel load-balances new
   // connections across them (SO_REUSEPORT), so accepts never contend.
   setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  // "::" serves IPv6 only, so "0.0.0.0" and "::" on one port can both be
+  // listed (and a dual-stack listener never shadows an IPv4 one).
+  if (ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) {
     int e = errno;
     ::close(fd);
