@@ -197,9 +197,14 @@ class connection final : public reactor::owner {
   bool _close_after_flush = false;
   bool _closing = false;
   bool _destroying = false;
+  bool _processing = false;
 };
 
 void connection::process() {
+  // A commit can complete synchronously (a message already failed in the
+  // spool) and call back into process(): the outer loop carries on instead.
+  if (_processing) return;
+  _processing = true;
   while (!_in.empty() && !_closing) {
     auto& front = _in.front();
     auto data = _srv._buffers.data(front.id, front.len).subspan(front.off);
@@ -235,6 +240,7 @@ void connection::process() {
       _close_after_flush = true;
     }
   }
+  _processing = false;
   // Backpressure: stop receiving while unprocessed input piles up (a
   // commit in progress, a slow spool); resume once it drains.
   auto limit = _srv._opt.max_queued_buffers;
