@@ -93,13 +93,13 @@ scan_result data_scanner::feed_reference(std::span<const char> in) {
       }
       if (_state == held_dot || _state == held_dot_cr) {
         // Not the terminator: the dot was a stuffing dot (RFC 5321 4.5.2),
-        // body in wire form but not counted in the RFC 1870 size.
+        // body in wire form but counted neither in the RFC 1870 size nor in
+        // the line length (RFC 5321 4.5.3.1.6).
         const bool cr = _state == held_dot_cr;
         replay += held_before;
         held_before = 0;
         _state = mid_line;
-        reference_octet('.');
-        --_size;
+        ++_wire;
         if (cr) reference_octet('\r');
       }
     }
@@ -144,12 +144,13 @@ scan_result data_scanner::feed_blocks(std::span<const char> in, scan_impl impl) 
     }
     // Body after all: a stuffing dot, and the CR when it was held too (then
     // the walker sees this input's first octet after a CR: a bare CR). The
-    // walker checks the line length, replayed octets included, as this input
-    // has at least one more octet of that line.
+    // dot counts in neither the size nor the line length. The walker checks
+    // the line length, a replayed CR included, as this input has at least
+    // one more octet of that line.
     replay = _state == held_dot ? 1 : 2;
     _wire += replay;
     _size += replay - 1u;
-    _line_len += replay;
+    _line_len += replay - 1u;
     _state = replay == 2 ? after_cr : mid_line;
   }
   detail::block_scan s{};

@@ -7,7 +7,9 @@
 // common case is a few mask operations: CR, LF and line starts come from
 // shifts carried across blocks, bare CR/LF is one XOR, long lines are checked
 // by the distance between line ends. Only a "." at a line start, which is
-// rare in mail text, is looked at octet by octet.
+// rare in mail text, is looked at octet by octet; a block with a stuffing dot
+// also measures its lines a little more slowly, as such a line is one octet
+// shorter than its span (RFC 5321 4.5.3.1.6 does not count the dot).
 #pragma once
 
 #include "data_scanner_simd.hh"
@@ -69,17 +71,18 @@ class block_walker {
     const std::uint64_t after_cr = m.cr << 1 | static_cast<std::uint64_t>(_after_cr);
     const std::uint64_t eol = m.lf & after_cr;
     unsigned keep = n;
+    std::uint64_t stuffed = 0;  // stuffing dots among the first `keep` octets
     if (_s.dots) {
       const std::uint64_t dot_at_start =
           m.dot & (eol << 1 | static_cast<std::uint64_t>(_line_start));
-      if (dot_at_start != 0) keep = line_start_dots(p, dot_at_start, n, avail);
+      if (dot_at_start != 0) keep = line_start_dots(p, dot_at_start, n, avail, stuffed);
     }
     const std::uint64_t valid = low_bits(keep);
     // A LF not after a CR, or an octet after a CR that is not a LF: the bare
     // CR is seen one octet late, which carries across blocks for free.
     _bare |= (m.lf ^ after_cr) & valid;
     _high |= m.high & valid;
-    count_lines(keep, eol & valid);
+    count_lines(keep, eol & valid, stuffed);
     _done += keep;
     if (keep < n) return false;
     _after_cr = (m.cr >> (n - 1)) & 1;
@@ -88,8 +91,10 @@ class block_walker {
   }
 
   // Walks the dots at line starts in order; returns how many octets of the
-  // block are body (n unless the walk stops at one of the dots).
-  unsigned line_start_dots(const char* p, std::uint64_t dots, unsigned n, std::size_t avail) {
+  // block are body (n unless the walk stops at one of the dots) and sets the
+  // bits of the stuffing dots among them in `stuffed`.
+  unsigned line_start_dots(const char* p, std::uint64_t dots, unsigned n, std::size_t avail,
+                           std::uint64_t& stuffed) {
     for (; dots != 0; dots &= dots - 1) {
       const unsigned i = static_cast<unsigned>(__builtin_ctzll(dots));
       if (i + 1 == avail) return stop_held(i, 1);
@@ -101,6 +106,7 @@ class block_walker {
         }
       }
       ++_stuffed;
+      stuffed |= 1ull << i;
     }
     return n;
   }
@@ -110,10 +116,15 @@ class block_walker {
     return i;
   }
 
-  // A line is too long once its octets, CRLF included, pass max_line. Lines
-  // that start and end inside one block are shorter than 64 octets, so with
-  // the usual limits only the first line end of a block needs a look.
-  [[gnu::always_inline]] void count_lines(unsigned n, std::uint64_t eol) {
+  // A line is too long once its octets, CRLF included and a stuffing dot
+  // not, pass max_line; `_line_len` never counts the dot. Lines that start
+  // and end inside one block are shorter than 64 octets, so with the usual
+  // limits only the first line end of a block needs a look.
+  [[gnu::always_inline]] void count_lines(unsigned n, std::uint64_t eol, std::uint64_t stuffed) {
+    if (stuffed != 0) [[unlikely]] {
+      count_stuffed_lines(n, eol, stuffed);
+      return;
+    }
     if (eol != 0) {
       unsigned prev = static_cast<unsigned>(__builtin_ctzll(eol));
       _long_line |= _line_len + prev + 1 > _s.max_line;
@@ -127,6 +138,33 @@ class block_walker {
       _line_len = n - 1 - (63 - static_cast<unsigned>(__builtin_clzll(eol)));
     } else {
       _line_len += n;
+    }
+    _long_line |= _line_len > _s.max_line;
+  }
+
+  // count_lines for a block with stuffing dots (bit i: the line that starts
+  // at octet i starts with one). A line that starts in this block is one
+  // octet shorter than its span when its bit is set; one that started in an
+  // earlier block had its dot left out of `_line_len` there. Bit 0 can only
+  // be set when a line starts at octet 0, with `_line_len` 0.
+  void count_stuffed_lines(unsigned n, std::uint64_t eol, std::uint64_t stuffed) {
+    if (eol != 0) {
+      unsigned prev = static_cast<unsigned>(__builtin_ctzll(eol));
+      _long_line |= _line_len + prev + 1 - (stuffed & 1) > _s.max_line;
+      if (_s.max_line < block_size) {
+        for (std::uint64_t rest = eol & (eol - 1); rest != 0; rest &= rest - 1) {
+          const unsigned i = static_cast<unsigned>(__builtin_ctzll(rest));
+          // prev < i <= 63, so the shift stays in range.
+          _long_line |= i - prev - ((stuffed >> (prev + 1)) & 1) > _s.max_line;
+          prev = i;
+        }
+      }
+      const unsigned last = 63 - static_cast<unsigned>(__builtin_clzll(eol));
+      // The line after the last line end starts at last + 1, which is 64 (no
+      // octet of this block, no dot) when the block ends with the line end.
+      _line_len = n - 1 - last - ((stuffed >> last >> 1) & 1);
+    } else {
+      _line_len += n - (stuffed & 1);
     }
     _long_line |= _line_len > _s.max_line;
   }

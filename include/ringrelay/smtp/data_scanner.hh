@@ -5,8 +5,9 @@
 // that: a bare LF or CR never ends data) across buffer boundaries. For both
 // DATA and BDAT it computes the RFC 1870 size (octets including CRLFs,
 // excluding stuffing dots and the terminating "." CRLF), tracks text line
-// length, and notes bare CR / bare LF. The body it yields is the wire form:
-// still dot-stuffed for DATA (so it can be stored and forwarded unchanged).
+// length (also without stuffing dots), and notes bare CR / bare LF. The body
+// it yields is the wire form: still dot-stuffed for DATA (so it can be stored
+// and forwarded unchanged).
 //
 // Errors are sticky and reported once, after the end of data, as the session
 // must (RFC 5321 4.1.1.4: a reply only after the final "."). Pure: no I/O, no
@@ -38,7 +39,9 @@ unsigned size_multiplier(std::uint64_t size);
 
 struct scan_limits {
   std::uint64_t max_size = 52428800;  // RFC 1870 size; above it: too_big
-  std::uint32_t max_line = 1000;      // octets including CRLF (RFC 5321 4.5.3.1.6)
+  // Octets of a text line including its CRLF but not a stuffing dot (RFC
+  // 5321 4.5.3.1.6); a longer line: line_too_long.
+  std::uint32_t max_line = 1000;
 };
 
 struct scan_result {
@@ -92,8 +95,11 @@ class data_scanner {
   // no LF can follow it once that chunk was the LAST one (the flags are read
   // after the end of data or the last chunk).
   bool bare_cr_or_lf() const { return _bare || (_mode == mode::bdat && _state == after_cr); }
-  // A line whose octets in wire form, CRLF and stuffing dot included, exceed
-  // max_line; a line still without its CRLF once its octets so far do.
+  // A line whose octets, CRLF included, exceed max_line; a line still without
+  // its CRLF once its octets so far do. A stuffing dot is not counted (RFC
+  // 5321 4.5.3.1.6: "not counting the leading dot duplicated for
+  // transparency"), so a DATA line may be max_line + 1 octets on the wire.
+  // BDAT has no stuffing: every octet counts.
   bool line_too_long() const { return _long_line; }
   bool too_big() const { return _size > _limits.max_size; }
   // Any octet above 0x7f (so BODY=8BITMIME / SMTPUTF8 matter upstream).

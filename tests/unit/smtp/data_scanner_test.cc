@@ -148,11 +148,31 @@ std::vector<scanner_case> cases() {
       {"998 octets + CRLF", mode::data, line(998) + ".\r\n", line(998), 1003, true, 1000},
       {"999 octets + CRLF", mode::data, line(999) + ".\r\n", line(999), 1004, true, 1001, false,
        true},
+      // RFC 5321 4.5.3.1.6: the stuffing dot is not counted, so a line may be
+      // 1001 octets on the wire.
       {"stuffed 997 + CRLF", mode::data, dot_line(997) + ".\r\n", dot_line(997), 1003, true, 999},
-      {"stuffed 998 + CRLF counts the dot", mode::data, dot_line(998) + ".\r\n", dot_line(998),
-       1004, true, 1000, false, true},
+      {"stuffed 998 + CRLF, the dot not counted", mode::data, dot_line(998) + ".\r\n",
+       dot_line(998), 1004, true, 1000},
+      {"stuffed 999 + CRLF", mode::data, dot_line(999) + ".\r\n", dot_line(999), 1005, true, 1001,
+       false, true},
+      {"stuffed 998 + CRLF between lines", mode::data,
+       line(998) + dot_line(998) + line(998) + ".\r\n", line(998) + dot_line(998) + line(998), 3004,
+       true, 3000},
+      {"stuffed 999 + CRLF between lines", mode::data,
+       line(998) + dot_line(999) + line(998) + ".\r\n", line(998) + dot_line(999) + line(998), 3005,
+       true, 3001, false, true},
+      {"stuffed dot CR, 997 + CRLF", mode::data, ".\r" + line(997) + ".\r\n", ".\r" + line(997),
+       1004, true, 1000, true},
+      {"stuffed dot CR, 998 + CRLF", mode::data, ".\r" + line(998) + ".\r\n", ".\r" + line(998),
+       1005, true, 1001, true, true},
       {"long partial line", mode::data, std::string(1001, 'x'), std::string(1001, 'x'), 1001, false,
        1001, false, true},
+      {"partial line at the limit", mode::data, std::string(1000, 'x'), std::string(1000, 'x'),
+       1000, false, 1000},
+      {"stuffed partial line at the limit", mode::data, "." + std::string(1000, 'x'),
+       "." + std::string(1000, 'x'), 1001, false, 1000},
+      {"stuffed long partial line", mode::data, "." + std::string(1001, 'x'),
+       "." + std::string(1001, 'x'), 1002, false, 1001, false, true},
       {"bare LF", mode::data, "a\nb\r\n.\r\n", "a\nb\r\n", 8, true, 5, true},
       {"bare CR", mode::data, "a\rb\r\n.\r\n", "a\rb\r\n", 8, true, 5, true},
       {"CR CR LF", mode::data, "a\r\r\n.\r\n", "a\r\r\n", 7, true, 4, true},
@@ -254,6 +274,132 @@ std::vector<scanner_case> cases() {
        false,
        false,
        {.max_line = 63}},
+      // A stuffed line, one octet shorter than its span, inside one block
+      // (both line ends in it: octets 1 and 63).
+      {"block-long stuffed line within a small limit",
+       mode::data,
+       "\r\n" + dot_line(59) + ".\r\n",
+       "\r\n" + dot_line(59),
+       67,
+       true,
+       63,
+       false,
+       false,
+       false,
+       false,
+       {.max_line = 61}},
+      {"block-long stuffed line over a small limit",
+       mode::data,
+       "\r\n" + dot_line(59) + ".\r\n",
+       "\r\n" + dot_line(59),
+       67,
+       true,
+       63,
+       false,
+       true,
+       false,
+       false,
+       {.max_line = 60}},
+      // The stuffing dot at octet 0 of the second block, the line end at 63.
+      {"full-block stuffed line within a small limit",
+       mode::data,
+       lines(32, "") + dot_line(61) + ".\r\n",
+       lines(32, "") + dot_line(61),
+       131,
+       true,
+       127,
+       false,
+       false,
+       false,
+       false,
+       {.max_line = 63}},
+      {"full-block stuffed line over a small limit",
+       mode::data,
+       lines(32, "") + dot_line(61) + ".\r\n",
+       lines(32, "") + dot_line(61),
+       131,
+       true,
+       127,
+       false,
+       true,
+       false,
+       false,
+       {.max_line = 62}},
+      // The stuffing dot at octet 62 of the first block, the line continues.
+      {"stuffed line across blocks within a small limit",
+       mode::data,
+       lines(31, "") + dot_line(62) + ".\r\n",
+       lines(31, "") + dot_line(62),
+       130,
+       true,
+       126,
+       false,
+       false,
+       false,
+       false,
+       {.max_line = 64}},
+      {"stuffed line across blocks over a small limit",
+       mode::data,
+       lines(31, "") + dot_line(62) + ".\r\n",
+       lines(31, "") + dot_line(62),
+       130,
+       true,
+       126,
+       false,
+       true,
+       false,
+       false,
+       {.max_line = 63}},
+      // The stuffing dot is the last octet of the first block.
+      {"stuffed line from a block's last octet within a small limit",
+       mode::data,
+       "x\r\n" + lines(30, "") + dot_line(62) + ".\r\n",
+       "x\r\n" + lines(30, "") + dot_line(62),
+       131,
+       true,
+       127,
+       false,
+       false,
+       false,
+       false,
+       {.max_line = 64}},
+      {"stuffed line from a block's last octet over a small limit",
+       mode::data,
+       "x\r\n" + lines(30, "") + dot_line(62) + ".\r\n",
+       "x\r\n" + lines(30, "") + dot_line(62),
+       131,
+       true,
+       127,
+       false,
+       true,
+       false,
+       false,
+       {.max_line = 63}},
+      // Several stuffed lines in one block, measured one by one.
+      {"short stuffed lines within a tiny limit",
+       mode::data,
+       "..\r\n.a\r\nb\r\n..\r\n.\r\n",
+       "..\r\n.a\r\nb\r\n..\r\n",
+       18,
+       true,
+       12,
+       false,
+       false,
+       false,
+       false,
+       {.max_line = 3}},
+      {"short stuffed lines over a tiny limit",
+       mode::data,
+       "..\r\n.a\r\nb\r\n...\r\n..\r\n.\r\n",
+       "..\r\n.a\r\nb\r\n...\r\n..\r\n",
+       23,
+       true,
+       16,
+       false,
+       true,
+       false,
+       false,
+       {.max_line = 3}},
       {"size at the limit",
        mode::data,
        ".12345678\r\n.\r\n",
@@ -283,6 +429,10 @@ std::vector<scanner_case> cases() {
       {"bdat CRLF", mode::bdat, "a\r\n", "a\r\n", 3, false, 3},
       {"bdat bare LF", mode::bdat, "a\nb", "a\nb", 3, false, 3, true},
       {"bdat long line", mode::bdat, line(999), line(999), 1001, false, 1001, false, true},
+      {"bdat counts a leading dot", mode::bdat, dot_line(998), dot_line(998), 1001, false, 1001,
+       false, true},
+      {"bdat leading dot within the limit", mode::bdat, dot_line(997), dot_line(997), 1000, false,
+       1000},
       {"bdat high octet", mode::bdat, "\xff", "\xff", 1, false, 1, false, false, true},
   };
 }
@@ -359,6 +509,40 @@ TEST(data_scanner, fifty_mib_boundary) {
       EXPECT_EQ(sc.wire_size(), msg.size() - 3);
       EXPECT_EQ(sc.too_big(), last == 799);
       EXPECT_FALSE(sc.line_too_long());
+    }
+  }
+}
+
+// A stuffed line at every offset in a block and every length around the small
+// limits, checked against a direct count: its length leaves the dot out.
+TEST(data_scanner, stuffed_line_length_at_every_offset) {
+  const std::uint32_t max_lines[] = {3, 4, 5, 40, 61, 62, 63, 64, 65, 66};
+  for (std::size_t pad = 0; pad < 132; ++pad) {
+    if (pad == 1) continue;
+    // `pad` octets of lines of 2 or 3 octets, so within every limit here.
+    std::string in = pad % 2 == 1 ? "y\r\n" + lines((pad - 3) / 2, "") : lines(pad / 2, "");
+    ASSERT_EQ(in.size(), pad);
+    for (std::size_t k = 1; k <= 70; ++k) {
+      const std::string msg = in + dot_line(k) + "..\r\n" + ".\r\n";
+      for (std::uint32_t max_line : max_lines) {
+        const outcome want{msg.substr(0, msg.size() - 3),
+                           msg.size(),
+                           true,
+                           pad + k + 2 + 3,
+                           msg.size() - 3,
+                           false,
+                           k + 2 > max_line,
+                           false,
+                           false};
+        for (scan_impl impl : impls()) {
+          SCOPED_TRACE(scan_impl_name(impl));
+          // Whole, and cut after the dot (held back, then replayed).
+          ASSERT_EQ(run(impl, mode::data, {.max_line = max_line}, msg, {}), want)
+              << "pad " << pad << " k " << k << " max_line " << max_line;
+          ASSERT_EQ(run(impl, mode::data, {.max_line = max_line}, msg, {pad + 1}), want)
+              << "pad " << pad << " k " << k << " max_line " << max_line;
+        }
+      }
     }
   }
 }
