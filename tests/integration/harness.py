@@ -279,10 +279,15 @@ def make_message(size: int, tag: str = "msg", seed: int = 0, min_line: int = 1,
         off = rng.randrange(plen)
         line = pool[off:off + text_len]
         n += 1
-        if text_len and n % dot_every == 0:
+        # Dot lines stay under the maximum (<= 999 octets incl. CRLF), so
+        # their stuffed form is <= 1000 octets on the wire: the 1000-octet
+        # stuffed case has its own test (test_text_line_exactly_1000).
+        if text_len and text_len < 998 and n % dot_every == 0:
             line = b"." + line[1:]
-        elif text_len and n % 53 == 0:
+        elif text_len and text_len < 998 and n % 53 == 0:
             line = b"." * text_len if text_len < 3 else b".." + line[2:]
+        elif text_len >= 998 and line.startswith(b"."):
+            line = b"x" + line[1:]
         elif n % 61 == 0 and remaining - total >= 2 and remaining > max_line:
             parts.append(CRLF)  # an empty line as well
             remaining -= 2
@@ -421,6 +426,8 @@ class _SinkProtocol(asyncio.Protocol):
                 self.scan = 0
                 self.state = "cmd"
                 self.finish("DATA", wire, dot_unstuff(wire))
+            elif self.state == "wait":
+                return
             elif self.state == "bdat":
                 take = min(self.bdat_need, len(self.buf))
                 if take:
@@ -523,7 +530,21 @@ class _SinkProtocol(asyncio.Protocol):
                 s._messages.append(txn)
             s._cond.notify_all()
         self.reset()
-        self.reply(txn.reply)
+        if s.reply_delay > 0:
+            # The transaction is recorded (committed, as a real MTA would
+            # have) now; the reply goes out later and nothing else on this
+            # connection is processed until then.
+            self.state = "wait"
+            asyncio.get_running_loop().call_later(s.reply_delay, self._delayed_reply, txn.reply)
+        else:
+            self.reply(txn.reply)
+
+    def _delayed_reply(self, text: str):
+        if self.t.is_closing():
+            return
+        self.reply(text)
+        self.state = "cmd"
+        self.process()
 
 
 class RecordingSink:
@@ -533,17 +554,21 @@ class RecordingSink:
     of data; rcpt_policy(address) likewise at RCPT. `messages` are the
     accepted transactions, `attempts` every transaction that reached end of
     data (accepted or not). Replies carry enhanced status codes.
+    reply_delay: seconds between recording a transaction (its `time`) and
+    sending the final reply, to widen the window in which a relay crash
+    races an upstream delivery.
     """
 
     def __init__(self, host: Optional[str] = None, port: Optional[int] = None,
                  policy: Optional[Policy] = None, rcpt_policy=None, chunking: bool = False,
-                 hostname: str = "sink.test", start: bool = True):
+                 hostname: str = "sink.test", start: bool = True, reply_delay: float = 0.0):
         self.host = host or sink_ip()
         self.port = port or free_port(self.host)
         self.policy = policy
         self.rcpt_policy = rcpt_policy
         self.chunking = chunking
         self.hostname = hostname
+        self.reply_delay = reply_delay
         self.errors: list = []
         self.rcpt_refusals: list = []
         self._cond = threading.Condition()
@@ -993,6 +1018,10 @@ class ConnectionClosed(AssertionError):
     pass
 
 
+class ReplyTimeout(AssertionError):
+    pass
+
+
 class SMTPClient:
     """Raw-socket SMTP client: send exact bytes, read parsed replies."""
 
@@ -1020,11 +1049,15 @@ class SMTPClient:
         self.sock.sendall(data)
 
     def _fill(self, timeout: Optional[float]) -> bool:
-        self.sock.settimeout(timeout if timeout is not None else self.timeout)
+        t = timeout if timeout is not None else self.timeout
+        self.sock.settimeout(t)
         try:
             chunk = self.sock.recv(65536)
         except ConnectionResetError:
             chunk = b""
+        except socket.timeout:
+            raise ReplyTimeout(f"no reply from the server within {t:.0f}s "
+                               f"(partial data: {bytes(self.buf[:200])!r})") from None
         if not chunk:
             self.eof = True
             return False
@@ -1082,7 +1115,7 @@ class SMTPClient:
             try:
                 if not self._fill(left):
                     return True
-            except socket.timeout:
+            except ReplyTimeout:
                 return False
             except OSError:
                 return True

@@ -29,6 +29,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_TIMEOUT = 60.0
+sys.dont_write_bytecode = True
 
 
 def discover(filters):

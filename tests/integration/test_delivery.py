@@ -110,13 +110,19 @@ def test_smtputf8_envelope():
 
 
 def test_text_line_exactly_1000():
+    """A text line of exactly 1000 octets including CRLF is accepted; the
+    dot added for transparency does not count (RFC 5321 4.5.3.1.6)."""
     with relay_with_sink() as (relay, sink):
-        line = b"L" * 998 + b"\r\n"
-        content = b"Subject: long line\r\n\r\n" + line + b"." + b"d" * 997 + b"\r\n"
-        assert len(line) == 1000
         c = relay.client()
-        assert_queued(c.send_message(h.SENDER, [h.rcpt()], content))
-        h.assert_delivered(sink.wait_for(1)[0], content)
+        plain = b"Subject: long line\r\n\r\n" + b"L" * 998 + b"\r\n"
+        r = c.send_message(h.SENDER, [h.rcpt()], plain)
+        assert_queued(r, "a 1000-octet line (998 + CRLF)")
+        h.assert_delivered(sink.wait_for(1)[0], plain)
+        dotted = b"Subject: long dot line\r\n\r\n." + b"d" * 997 + b"\r\n"
+        r = c.send_message(h.SENDER, [h.rcpt()], dotted)  # 1001 octets on the wire, stuffed
+        assert_queued(r, "a 1000-octet line starting with '.' (1001 on the wire with the "
+                         "transparency dot, which RFC 5321 4.5.3.1.6 says not to count)")
+        h.assert_delivered(sink.wait_for(2)[1], dotted)
 
 
 def _bdat_content():

@@ -60,8 +60,10 @@ def test_mail_size_parameter_over_limit():
         c = relay.client()
         assert_reply(c.cmd(f"MAIL FROM:<{h.SENDER}> SIZE={h.MAX_SIZE + 1}"), 552, "5.3.4",
                      what="MAIL SIZE=52428801")
+        # RFC 1870: size-value ::= 1*20DIGIT, so 20 nines are valid syntax and
+        # simply over the limit (not a 501, and no overflow).
         assert_reply(c.cmd(f"MAIL FROM:<{h.SENDER}> SIZE=99999999999999999999"), 552, "5.3.4",
-                     what="MAIL with a huge SIZE")
+                     what="MAIL SIZE=<20 digits> (valid per RFC 1870 1*20DIGIT)")
         assert_reply(c.cmd(f"MAIL FROM:<{h.SENDER}> SIZE={h.MAX_SIZE}"), 250, what="MAIL SIZE=52428800")
         assert_reply(c.cmd("RSET"), 250)
         # smtplib sees the same refusal

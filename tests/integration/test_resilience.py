@@ -18,8 +18,16 @@ RACE_WINDOW = float(os.environ.get("RINGRELAY_CRASH_RACE_WINDOW", "2.0"))
 def test_crash_kill9_while_sending():
     """kill -9 while 4 clients send many messages; after a restart on the
     same spool every message that got 250 reaches the sink byte-exact.
-    Duplicates are allowed only for deliveries that raced the kill."""
-    with relay_with_sink() as (relay, sink):
+    Duplicates are allowed only for deliveries that raced the kill.
+
+    To leave work in the spool at the kill, the sink is down while the
+    first messages are accepted; it then comes up answering each message
+    after 250 ms (slower than the clients send, so a backlog remains), and
+    the relay is killed 2.5 s after deliveries started. After the restart
+    the sink answers at once.
+    (The window is 2 s by default: with kill -9, unlike a power cut, a done
+    record lost longer before the kill than that is a bug.)"""
+    with relay_with_sink(sink_kwargs={"start": False, "reply_delay": 0.25}) as (relay, sink):
         sent = {}                       # tag -> content (every message we started)
         acked = {}                      # tag -> queue id (got 250)
         lock = threading.Lock()
@@ -34,6 +42,9 @@ def test_crash_kill9_while_sending():
                 s = relay.smtplib(timeout=20)
                 s.ehlo("client.test")
                 while not stop.is_set():
+                    # ~50 messages/s per client at most: enough to be sending
+                    # at the kill, few enough for the Python sink to keep up.
+                    time.sleep(0.02)
                     tag = f"crash-{t}-{i}"
                     i += 1
                     msg = h.make_message(rng.randint(300, 40000), tag=tag)
@@ -64,18 +75,25 @@ def test_crash_kill9_while_sending():
         threads = [threading.Thread(target=client, args=(t,), daemon=True) for t in range(4)]
         for th in threads:
             th.start()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        def acked_count():
             with lock:
-                n_acked = len(acked)
-            if n_acked >= 150 and len(sink.messages) >= 20:
-                break
-            time.sleep(0.05)
-        with lock:
-            n_acked = len(acked)
-        assert n_acked >= 5, f"only {n_acked} messages accepted in 20 s before the kill; errors {dict(client_errors)}"
+                return len(acked)
+        deadline = time.monotonic() + 20
+        while acked_count() < 100 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        sink.start()
+        deadline = time.monotonic() + 15
+        while len(sink.messages) < 10 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sink.messages, "no delivery started within 15 s of the upstream coming up"
+        # Let deliveries run past the race window, so that messages delivered
+        # well before the kill are there (they must not come back).
+        time.sleep(RACE_WINDOW + 0.5)
+        n_acked = acked_count()
+        assert n_acked >= 5, f"only {n_acked} messages accepted before the kill; errors {dict(client_errors)}"
         kill_time = time.monotonic()
         relay.kill()
+        dead_time = time.monotonic()  # the process has been reaped
         stop.set()
         for th in threads:
             th.join(30)
@@ -83,6 +101,8 @@ def test_crash_kill9_while_sending():
             acked_at_kill = dict(acked)
             sent_all = dict(sent)
         before = sink.messages
+        sink.reply_delay = 0
+        restart_time = time.monotonic()
         relay.start()  # same config, spool and port
 
         def tags(ms):
@@ -108,12 +128,18 @@ def test_crash_kill9_while_sending():
         bad = []
         for tag, cs in dups.items():
             first = min(c.time for c in cs)
-            after_restart = [c for c in cs if c.time > kill_time]
-            raced = kill_time - RACE_WINDOW <= first <= kill_time and len(cs) == 2 and len(after_restart) == 1
+            after_restart = [c for c in cs if c.time >= restart_time]
+            # The first copy was accepted by the sink around the kill (the sink
+            # may answer a transfer that completed just before the process
+            # died, so allow 0.5 s after it was reaped); the second after the
+            # restart; never more than two.
+            raced = (kill_time - RACE_WINDOW <= first <= dead_time + 0.5 and len(cs) == 2
+                     and len(after_restart) == 1)
             if not raced:
                 bad.append((tag, acked_at_kill.get(tag), [round(c.time - kill_time, 3) for c in cs]))
         unacked_delivered = [t for t in copies if t not in acked_at_kill]
-        h.note(f"crash: {len(acked_at_kill)} got 250 before kill -9, {len(before)} delivered before the kill, "
+        h.note(f"crash: {len(acked_at_kill)} got 250 before kill -9, {len(before)} delivered before the kill "
+               f"({len(set(acked_at_kill) - tags(before))} acked ones still queued), "
                f"{len(copies)} distinct delivered in all, {len(unacked_delivered)} in-flight (no 250) also delivered, "
                f"duplicates: {len(dups)} (raced the kill: {len(dups) - len(bad)}); client errors {dict(client_errors)}")
         assert not bad, (f"{len(bad)} duplicates not explained by a race with the kill "
@@ -196,26 +222,25 @@ def test_upstream_down_then_up():
             h.assert_delivered(m, h.smtplib_content(extra))
 
 
-def test_upstream_550_bounces():
-    """A 5xx from upstream is not retried; a bounce (RFC 3464) goes to the
-    envelope sender with a null return path, quoting the upstream reply."""
+def test_upstream_550_is_final_and_logged():
+    """A 5xx from upstream is not retried: the recipient fails for good and
+    the failure is logged with the message's queue ID and the upstream's
+    reply. (Bounces to the sender come with MX routing, the DNS issue.)"""
     def policy(txn):
-        if txn.mail_from != "":
-            return (550, "5.7.1 Recipient rejected by test sink")
-        return None
+        return (550, "5.7.1 Recipient rejected by test sink")
     with relay_with_sink(sink_kwargs={"policy": policy}) as (relay, sink):
-        msg = h.make_message(1200, tag="bounce-me")
+        msg = h.make_message(1200, tag="fail-me")
         h.smtplib_send(relay, h.SENDER, [h.rcpt(7)], msg)
-        m = sink.wait_for(1, timeout=30)[0]
-        assert m.mail_from == "", f"bounce must use MAIL FROM:<>, got {m.mail_from!r}"
-        assert m.rcpts == [h.SENDER], f"bounce must go to the envelope sender, got {m.rcpts}"
-        low = m.data.lower()
-        assert b"multipart/report" in low and b"report-type=delivery-status" in low.replace(b'"', b""), \
-            f"bounce is not an RFC 3464 report: {m.data[:600]!r}"
-        assert b"message/delivery-status" in low, "bounce lacks a message/delivery-status part"
-        assert h.rcpt(7).encode() in m.data, "bounce does not name the failed recipient"
-        assert b"550" in m.data and b"5.7.1" in m.data, "bounce does not quote the upstream reply"
-        time.sleep(2.0)  # retry schedule is 1,1,2 s: a retried 5xx would show up here
-        originals = [a for a in sink.attempts if a.mail_from != ""]
-        assert len(originals) == 1, f"a 5xx was retried: {len(originals)} attempts"
-        assert len(sink.messages) == 1, f"{len(sink.messages)} messages accepted, want the one bounce"
+        deadline = time.time() + 15
+        while time.time() < deadline and not sink.attempts:
+            time.sleep(0.05)
+        assert len(sink.attempts) == 1, "the message never reached the upstream"
+        time.sleep(4.5)  # retry schedule is 1,1,2 s: a retried 5xx would show up here
+        assert len(sink.attempts) == 1, f"a 5xx was retried: {len(sink.attempts)} attempts"
+        assert not sink.messages, "the sink refused the message, yet it counts as accepted"
+        log = relay.log_text()
+        failed = [l for l in log.splitlines() if " failed id=" in l]
+        assert len(failed) == 1, f"want one 'failed' log line, got {failed}"
+        assert f"to=<{h.rcpt(7)}>" in failed[0] and "550 5.7.1 Recipient rejected" in failed[0], \
+            f"the failure line lacks the recipient or the upstream reply: {failed[0]}"
+        assert " deferred id=" not in log, "a permanent failure was deferred"
