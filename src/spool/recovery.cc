@@ -117,6 +117,8 @@ struct message_state {
   std::optional<std::vector<std::uint32_t>> allowed;  // every deferred list, intersected
   std::int64_t next_attempt = 0;
   std::uint32_t attempts = 0;
+  // Where its records lie, ascending: commits, all state records, and state
+  // records from the last deferred record on (all of them before one).
   std::vector<std::uint64_t> commit_segments;
   std::vector<std::uint64_t> state_segments;
   std::vector<std::uint64_t> state_segments_since_deferred;
@@ -128,10 +130,12 @@ struct message_state {
 std::vector<std::uint32_t> message_state::pending() const {
   std::vector<std::uint32_t> out;
   if (all_finished) return out;
+  auto gone = removed;
+  std::sort(gone.begin(), gone.end());
   auto n = static_cast<std::uint32_t>(env.recipients.size());
   for (std::uint32_t i = 0; i < n; ++i) {
     if (allowed && !std::binary_search(allowed->begin(), allowed->end(), i)) continue;
-    if (std::find(removed.begin(), removed.end(), i) != removed.end()) continue;
+    if (std::binary_search(gone.begin(), gone.end(), i)) continue;
     out.push_back(i);
   }
   return out;
@@ -291,7 +295,13 @@ segment_scan scan_segment(segment_reader& r, std::uint64_t seg, std::uint64_t si
 std::string ensure_shard_directory(const std::string& spool_dir, unsigned shard) {
   auto dir = shard_directory(spool_dir, shard);
   if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
-    fail("cannot create spool directory", dir, errno);
+    int err = errno;
+    // The spool root is the operator's to create, with its owner and mount.
+    if (err == ENOENT) {
+      throw std::runtime_error("cannot create spool directory " + dir + ": spool.dir " + spool_dir +
+                               " does not exist; create it for the server's user");
+    }
+    fail("cannot create spool directory", dir, err);
   }
   return dir;
 }
@@ -422,7 +432,10 @@ std::vector<bool> segments_to_keep(const std::vector<std::uint64_t>& seqs,
                               [&](std::uint64_t s) { return keep[index_of(s)]; });
       if (!held) continue;
       for (auto s : *pin.states) {
-        if (!keep[index_of(s)]) grew = keep[index_of(s)] = true;
+        auto i = index_of(s);
+        if (keep[i]) continue;
+        keep[i] = true;
+        grew = true;
       }
     }
   }
@@ -465,8 +478,9 @@ recovery_result recover(const std::string& spool_dir, unsigned shard) {
   result.skipped_records = index.skipped();
   auto pins = collect_messages(index.messages(), result);
   auto keep = segments_to_keep(seqs, result, pins);
-  // Ascending, each unlink made durable before the next: a crash part way
-  // leaves a commit only where the state records after it are still there.
+  // Ascending, each unlink durable before the next: a message's commit comes
+  // before its state records in the log, so a crash part way through never
+  // leaves a commit whose done record is already gone.
   for (std::size_t i = 0; i < seqs.size(); ++i) {
     if (keep[i]) continue;
     auto path = dir + "/" + segment_name(seqs[i]);

@@ -16,9 +16,10 @@
 //
 // Payloads by type:
 //   body      body octets in wire form (≤ max_body_payload). Flag
-//             `body_first` marks the first body record of a copy of a body:
-//             a commit takes the body records of its queue ID from the last
-//             `body_first` one, so an abandoned copy is never mixed in.
+//             `body_first` marks the first body record of a message, and of
+//             each later copy of it: a commit takes the body records of its
+//             queue ID from the last `body_first` one, so an abandoned copy
+//             is never mixed in. Recovery refuses a longer payload.
 //   commit    the envelope (spool/envelope.hh).
 //   done      recipient_list: recipients finished (delivered); empty = all.
 //   deferred  i64 next_attempt (wall seconds), u32 attempts, recipient_list

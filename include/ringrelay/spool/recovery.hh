@@ -9,32 +9,34 @@
 // and the scan goes on with the next segment). The zero-filled unwritten
 // tail of a preallocated segment is cut off as well.
 //
-// The state of a message is then, whatever the order of its records:
-//   - committed when a commit record is present; its body is the body
-//     records of its queue ID from the last `body_first` one (or the start)
-//     up to the commit, and must add up to the envelope's wire_size, else
-//     the message is incomplete (kept and reported, never delivered);
+// A message's state is then:
+//   - committed when a commit record is present. Its body is the body
+//     records of its queue ID from the last `body_first` one before the
+//     commit (or the first one) up to the commit, and must add up to the
+//     envelope's wire_size, else the message is incomplete (kept and
+//     reported, never delivered). A later commit of the same queue ID is a
+//     copy and takes over, unless its body is incomplete and the earlier
+//     one's is not.
 //   - pending = its recipients, intersected with every deferred record's
 //     list, minus every done and failed record's recipients (all of them for
-//     an empty list); attempts and next attempt come from the last deferred
-//     record. Losing a state record can only make a recipient pending again:
-//     a crash may cause a duplicate delivery, never a lost one.
+//     an empty list), in whatever order these records lie; attempts and next
+//     attempt come from the last deferred record. Losing a state record can
+//     only make a recipient pending again: a crash may cause a duplicate
+//     delivery, never a lost one.
 //
-// The records a pending message needs are: its body extents, their commit,
-// and its state records from its last deferred record on (all of them if it
-// has none). The writer keeps this true when it copies a message forward:
+// A pending or incomplete message is live in the segments holding its body
+// extents, the commit they belong to, and its state records from its last
+// deferred record on (all of them if it has none). So a copy forward is:
 // body records (the first flagged `body_first`), commit, then a deferred
-// record restating exactly the pending recipients. Segments holding such
-// records for a message are where it is live. A segment where no message is
-// live may go, with one exception that protects finished messages: while
+// record restating exactly the pending recipients; after that the old
+// segments no longer hold the message. A segment where no message is live
+// may be deleted, with one exception that protects finished messages: while
 // any segment holding a commit of a finished message stays, every segment
 // holding its state records stays too (else the message would come back).
-// Deleting eligible segments in ascending order keeps every intermediate
-// state safe; at run time, deleting only the oldest segment once nothing in
-// it is live needs no further bookkeeping.
-//
-// Recovery deletes the eligible segments except the newest, which it keeps
-// so the numbering continues; the writer starts a new segment after it.
+// Recovery deletes such segments, ascending, except the newest, which it
+// keeps so the numbering continues (the writer starts a new segment after
+// it). At run time, deleting only the oldest segment, once nothing in it is
+// live, respects the exception without tracking it.
 //
 // Startup only: blocking I/O, any thread, one call per shard. Errors
 // (unreadable directory or file, failed truncate) throw std::runtime_error

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <random>
 #include <ringrelay/log/log.hh>
 #include <ringrelay/spool/envelope.hh>
 #include <ringrelay/spool/record.hh>
@@ -458,6 +459,31 @@ TEST_F(recovery, any_truncation_of_any_segment_of_a_multi_segment_log) {
 
 TEST_F(recovery, any_flipped_octet_of_any_segment_of_a_multi_segment_log) {
   damage_everywhere(multi_segment_log(bodies), true);
+}
+
+TEST_F(recovery, random_corruption_never_yields_a_body_that_does_not_add_up) {
+  auto log = multi_segment_log(bodies);
+  std::mt19937 rng(5321);
+  for (int round = 0; round < 300; ++round) {
+    log.write(spool, 64, [&](std::size_t, std::string& bytes) {
+      for (int i = static_cast<int>(rng() % 4); i > 0; --i) {
+        bytes[rng() % bytes.size()] = static_cast<char>(rng());
+      }
+      if (rng() % 3 == 0) bytes.resize(rng() % (bytes.size() + 1));
+    });
+    auto where = "round " + std::to_string(round);
+    auto r = run();
+    for (const auto& m : r.messages) {
+      std::string body;
+      read_extents(spool.path(), shard, m.body, body);
+      EXPECT_EQ(body, bodies[m.id]) << where;
+      EXPECT_FALSE(m.pending.empty()) << where;
+    }
+    auto again = run();
+    EXPECT_EQ(again.messages.size(), r.messages.size()) << where;
+    EXPECT_FALSE(again.torn_tail) << where;
+    if (HasFailure()) return;
+  }
 }
 
 TEST_F(recovery, deletes_segments_where_nothing_lives_except_what_finished_messages_need) {
