@@ -33,8 +33,7 @@ constexpr unsigned max_shards = 64;
 // Top-level sections that later modules will define. Their contents are not
 // read yet; they must be objects so that a typo in a top-level key is still
 // caught (it would not match any of these names).
-constexpr std::string_view reserved_sections[] = {"accounts", "auth",          "tls",   "control",
-                                                  "dns",      "sender_verify", "admin", "quota"};
+constexpr std::string_view reserved_sections[] = {"dns", "sender_verify", "admin", "quota"};
 
 constexpr std::string_view duration_forms =
     "seconds, or a string such as \"30s\", \"15m\", \"2h\", \"5d\"";
@@ -227,6 +226,13 @@ class section {
     if (auto* v = get(key)) out = read_string(_ctx, *v, path(key));
   }
 
+  void boolean(std::string_view key, bool& out) const {
+    if (auto* v = get(key)) {
+      if (v->type != kind::boolean) _ctx.expected(*v, path(key), "true or false");
+      out = v->boolean;
+    }
+  }
+
  private:
   const context& _ctx;
   const json_value& _value;
@@ -414,6 +420,42 @@ io_config read_io(const context& ctx, const json_value& v) {
   return io;
 }
 
+tls_config read_tls(const context& ctx, const json_value& v) {
+  section s(ctx, v, "tls", {"cert", "key", "handshake_timeout"});
+  tls_config t;
+  s.string("cert", t.cert);
+  s.string("key", t.key);
+  s.duration("handshake_timeout", t.handshake_timeout, 1, 3600);
+  return t;
+}
+
+auth_config read_auth(const context& ctx, const json_value& v) {
+  section s(ctx, v, "auth", {"require_tls", "max_failures", "failure_window", "workers"});
+  auth_config a;
+  s.boolean("require_tls", a.require_tls);
+  s.integer("max_failures", a.max_failures, 1, 1000);
+  s.duration("failure_window", a.failure_window, 1, 86400);
+  s.integer("workers", a.workers, 1, 64);
+  return a;
+}
+
+accounts_config read_accounts(const context& ctx, const json_value& v) {
+  section s(ctx, v, "accounts", {"file", "activation_delay"});
+  accounts_config a;
+  s.string("file", a.file);
+  if (a.file.empty()) ctx.expected(*s.get("file"), s.path("file"), "a file name");
+  s.duration("activation_delay", a.activation_delay, 0, 365 * 86400);
+  return a;
+}
+
+control_config read_control(const context& ctx, const json_value& v) {
+  section s(ctx, v, "control", {"socket"});
+  control_config c;
+  s.string("socket", c.socket);
+  if (c.socket.empty()) ctx.expected(*s.get("socket"), s.path("socket"), "a socket path");
+  return c;
+}
+
 std::string read_log_level(const context& ctx, const json_value& v) {
   section s(ctx, v, "log", {"level"});
   const auto* level = s.get("level");
@@ -426,7 +468,7 @@ std::string read_log_level(const context& ctx, const json_value& v) {
 server_config read_server(const context& ctx, const json_value& root, const std::string& source) {
   section s(ctx, root, "",
             {"shards", "hostname", "listeners", "trusted_networks", "limits", "spool", "delivery",
-             "io", "log", "shutdown_grace"},
+             "io", "log", "shutdown_grace", "tls", "auth", "accounts", "control"},
             reserved_sections);
   server_config c;
   c.source = source;
@@ -456,6 +498,10 @@ server_config read_server(const context& ctx, const json_value& root, const std:
   if (const auto* v = s.get("delivery")) c.delivery = read_delivery(ctx, *v);
   if (const auto* v = s.get("io")) c.io = read_io(ctx, *v);
   if (const auto* v = s.get("log")) c.log_level = read_log_level(ctx, *v);
+  if (const auto* v = s.get("tls")) c.tls = read_tls(ctx, *v);
+  if (const auto* v = s.get("auth")) c.auth = read_auth(ctx, *v);
+  if (const auto* v = s.get("accounts")) c.accounts = read_accounts(ctx, *v);
+  if (const auto* v = s.get("control")) c.control = read_control(ctx, *v);
   s.duration("shutdown_grace", c.shutdown_grace, 0, 86400);
   if (c.shards == 0) c.shards = default_shards();
   if (c.hostname.empty()) {

@@ -92,6 +92,28 @@ struct io_config {
   std::uint32_t recv_buffer_size = 16384;  // bytes
 };
 
+struct tls_config {
+  std::string cert;                      // PEM certificate chain; "" = no TLS offered
+  std::string key;                       // PEM private key
+  std::uint32_t handshake_timeout = 30;  // seconds
+};
+
+struct auth_config {
+  bool require_tls = false;            // AUTH only after TLS (538 5.7.11 before)
+  std::uint32_t max_failures = 10;     // per client address in failure_window
+  std::uint32_t failure_window = 600;  // seconds
+  std::uint32_t workers = 2;           // password-hashing threads
+};
+
+struct accounts_config {
+  std::string file = "conf/users.json";
+  std::uint32_t activation_delay = 900;  // seconds after created_at
+};
+
+struct control_config {
+  std::string socket = "/run/ringrelay/control.sock";
+};
+
 struct server_config {
   std::string source;    // the file it came from, for messages
   unsigned shards = 0;   // 0 in the file = one per CPU (at most 64); resolved here, so >= 1
@@ -102,6 +124,10 @@ struct server_config {
   spool_config spool;
   delivery_config delivery;
   io_config io;
+  tls_config tls;
+  auth_config auth;
+  accounts_config accounts;
+  control_config control;
   std::string log_level = "info";     // debug | info | warn | error
   std::uint32_t shutdown_grace = 30;  // seconds
 };

@@ -366,12 +366,35 @@ TEST_F(config_test, unknown_keys_are_errors_at_every_level) {
 }
 
 TEST_F(config_test, reserved_sections_are_accepted_and_ignored) {
-  for (std::string name :
-       {"accounts", "auth", "tls", "control", "dns", "sender_verify", "admin", "quota"}) {
+  for (std::string name : {"dns", "sender_verify", "admin", "quota"}) {
     SCOPED_TRACE(name);
     EXPECT_NO_THROW(load_text(config_with("\"" + name + R"(": {"anything": [1, {"x": null}]})")));
     EXPECT_NO_THROW(load_text(config_with(""), {name + ".some.deep.key=15m"}));
   }
+}
+
+TEST_F(config_test, tls_auth_accounts_and_control_sections) {
+  auto c = load_text(config_with(
+      R"("tls": {"cert": "c.pem", "key": "k.pem", "handshake_timeout": "10s"},
+         "auth": {"require_tls": true, "max_failures": 5, "failure_window": "1m", "workers": 3},
+         "accounts": {"file": "u.json", "activation_delay": "15m"},
+         "control": {"socket": "/tmp/x.sock"})"));
+  EXPECT_EQ(c.tls.cert, "c.pem");
+  EXPECT_EQ(c.tls.key, "k.pem");
+  EXPECT_EQ(c.tls.handshake_timeout, 10u);
+  EXPECT_TRUE(c.auth.require_tls);
+  EXPECT_EQ(c.auth.max_failures, 5u);
+  EXPECT_EQ(c.auth.failure_window, 60u);
+  EXPECT_EQ(c.auth.workers, 3u);
+  EXPECT_EQ(c.accounts.file, "u.json");
+  EXPECT_EQ(c.accounts.activation_delay, 900u);
+  EXPECT_EQ(c.control.socket, "/tmp/x.sock");
+  auto d = load_text(config_with(""));
+  EXPECT_FALSE(d.auth.require_tls);
+  EXPECT_EQ(d.accounts.file, "conf/users.json");
+  EXPECT_EQ(d.control.socket, "/run/ringrelay/control.sock");
+  EXPECT_THROW(load_text(config_with(R"("auth": {"require_tls": "yes"})")), config_error);
+  EXPECT_THROW(load_text(config_with(R"("tls": {"certificate": "c.pem"})")), config_error);
 }
 
 TEST_F(config_test, bad_json_is_reported_with_its_position) {
