@@ -14,6 +14,7 @@
 #include <ringrelay/log/log.hh>
 #include <ringrelay/net/listener.hh>
 #include <ringrelay/reactor/loop.hh>
+#include <ringrelay/tls/tls.hh>
 #include <string>
 #include <vector>
 
@@ -112,13 +113,21 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (const auto& l : cfg->listeners) {
-    // TLS arrives with the accounts/AUTH/TLS work; until then a client that
-    // expects implicit TLS would get plaintext it cannot read, so refuse.
-    if (l.tls == config::tls_mode::implicit) {
+    if (l.tls == config::tls_mode::implicit && cfg->tls.cert.empty()) {
       fprintf(stderr,
-              "ringrelay: configuration error: %s: listener %s:%u asks for implicit TLS, which "
-              "this version does not support yet; use \"tls\": \"none\" or \"starttls\"\n",
+              "ringrelay: configuration error: %s: listener %s:%u uses implicit TLS but tls.cert "
+              "is not set; set tls.cert and tls.key (tools/run makes a self-signed pair)\n",
               opt.config.c_str(), l.address.c_str(), l.port);
+      return 1;
+    }
+  }
+  if (!cfg->tls.cert.empty()) {
+    // Load the pair once here so a bad file is a clear startup error, not a
+    // failure inside a shard.
+    try {
+      ringrelay::tls::context::server(cfg->tls.cert, cfg->tls.key);
+    } catch (const std::exception& e) {
+      fprintf(stderr, "ringrelay: configuration error: %s: %s\n", opt.config.c_str(), e.what());
       return 1;
     }
   }
@@ -167,9 +176,9 @@ int main(int argc, char** argv) {
   RR_INFO("ringrelay started shards=%u listeners=%zu hostname=%s", cfg->shards,
           cfg->listeners.size(), cfg->hostname.c_str());
   for (const auto& l : cfg->listeners)
-    if (l.tls == config::tls_mode::starttls)
-      RR_INFO("listener %s:%u: STARTTLS is not available yet, serving plain SMTP",
-              l.address.c_str(), l.port);
+    if (l.tls == config::tls_mode::starttls && cfg->tls.cert.empty())
+      RR_WARN("listener %s:%u: tls.cert is not set, so STARTTLS is not offered", l.address.c_str(),
+              l.port);
 
   for (;;) {
     int sig = 0;

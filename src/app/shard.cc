@@ -12,6 +12,7 @@
 #include <ringrelay/reactor/loop.hh>
 #include <ringrelay/smtp/server.hh>
 #include <ringrelay/spool/writer.hh>
+#include <ringrelay/tls/tls.hh>
 #include <stdexcept>
 #include <string>
 
@@ -72,6 +73,7 @@ void shard::run() {
   std::unique_ptr<spool::writer> spool;
   std::unique_ptr<delivery::service> deliver;
   std::unique_ptr<smtp::server> server;
+  std::unique_ptr<tls::context> tls_server;
   std::vector<std::unique_ptr<net::acceptor>> acceptors;
   std::vector<spool::stored_message> recovered;
   bool stopping = false;
@@ -87,7 +89,10 @@ void shard::run() {
     recovered = spool->open();
     deliver = std::make_unique<delivery::service>(loop, *spool, cfg, _index);
 
+    if (!cfg.tls.cert.empty()) tls_server = tls::context::server(cfg.tls.cert, cfg.tls.key);
     smtp::server_options opt;
+    opt.tls = tls_server.get();
+    opt.tls_handshake_timeout_ms = cfg.tls.handshake_timeout * 1000;
     opt.session.hostname = cfg.hostname;
     opt.session.limits.command_line = cfg.limits.command_line;
     opt.session.limits.text_line = cfg.limits.text_line;
@@ -105,9 +110,12 @@ void shard::run() {
           return false;
         },
         [&deliver](spool::stored_message&& m) { deliver->enqueue(std::move(m)); });
-    for (int fd : _listen_fds) {
+    for (std::size_t i = 0; i < _listen_fds.size(); ++i) {
+      smtp::listener_kind kind = smtp::listener_kind::plain;
+      if (cfg.listeners[i].tls == config::tls_mode::starttls) kind = smtp::listener_kind::starttls;
+      if (cfg.listeners[i].tls == config::tls_mode::implicit) kind = smtp::listener_kind::implicit;
       acceptors.push_back(std::make_unique<net::acceptor>(
-          loop, fd, [&server](int client) { server->accept(client); }));
+          loop, _listen_fds[i], [&server, kind](int client) { server->accept(client, kind); }));
     }
     _listen_fds.clear();
   } catch (...) {

@@ -65,4 +65,32 @@ void buffer_pool::publish() {
   _returned = 0;
 }
 
+local_pool::local_pool(std::uint32_t count, std::uint32_t size)
+    : _count(count), _size(size), _refs(count, 0) {
+  if (count == 0 || count > 65536) throw std::runtime_error("local_pool: bad buffer count");
+  // Anonymous memory: only buffers actually used become resident.
+  void* mem = mmap(nullptr, std::size_t{count} * size, PROT_READ | PROT_WRITE,
+                   MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  if (mem == MAP_FAILED) throw std::runtime_error("mmap for TLS buffers failed");
+  _memory = static_cast<char*>(mem);
+  _free.reserve(count);
+  for (std::uint32_t i = count; i-- > 0;) _free.push_back(static_cast<std::uint16_t>(i));
+}
+
+local_pool::~local_pool() {
+  munmap(_memory, std::size_t{_count} * _size);
+}
+
+bool local_pool::acquire(std::uint16_t& id) {
+  if (_free.empty()) return false;
+  id = _free.back();
+  _free.pop_back();
+  _refs[id] = 1;
+  return true;
+}
+
+void local_pool::unref(std::uint16_t id) {
+  if (--_refs[id] == 0) _free.push_back(id);
+}
+
 }  // namespace ringrelay::reactor

@@ -21,16 +21,27 @@ enum op : std::uint8_t { op_recv = 1, op_send = 2, op_cancel = 3, op_close = 4 }
 // One client connection: glue between the ring, the session and the spool.
 class connection final : public reactor::owner {
  public:
-  connection(server& srv, int fd, peer_info peer, std::size_t index)
+  connection(server& srv, int fd, peer_info peer, listener_kind kind, std::size_t index)
       : index(index),
         _srv(srv),
         _fd(fd),
         _slot(srv._loop.add_owner(this)),
-        _session(srv._opt.session, peer) {}
+        _session(
+            kind == listener_kind::starttls && srv._opt.tls ? srv._starttls_cfg : srv._opt.session,
+            peer),
+        _implicit(kind == listener_kind::implicit) {}
   ~connection() { _srv._loop.remove_owner(_slot); }
 
   void start(bool refuse) {
     _last_activity = _srv._loop.now_ms();
+    if (_implicit) {
+      // RFC 8314: the handshake comes first; the greeting (or the refusal)
+      // is the first thing sent inside TLS.
+      start_tls(true);
+      _refuse_after_handshake = refuse;
+      arm_recv();
+      return;
+    }
     if (refuse) {
       _session.refuse_busy("Service temporarily unavailable: the mail queue cannot be written");
       _close_after_flush = true;
@@ -61,6 +72,12 @@ class connection final : public reactor::owner {
   }
   void idle_check(std::int64_t now, std::int64_t limit_ms) {
     if (_closing || _close_after_flush || _commit_pending) return;
+    if (_tls && !_tls->established() && now > _tls_deadline) {
+      RR_INFO("TLS handshake timed out client=%s", _session.peer().address.c_str());
+      begin_close();
+      maybe_destroy();
+      return;
+    }
     if (now - _last_activity < limit_ms) return;
     RR_INFO("session timeout client=%s", _session.peer().address.c_str());
     _session.timeout();
@@ -68,6 +85,9 @@ class connection final : public reactor::owner {
     _srv.schedule_flush(this);
   }
   void begin_shutdown() { process(); }
+  void resume_tls() {
+    if (!_closing) process();
+  }
   void force_close() {
     begin_close();
     maybe_destroy();
@@ -78,10 +98,81 @@ class connection final : public reactor::owner {
 
  private:
   struct pending_buffer {
+    reactor::buffer_source* src;  // the kernel's buffer ring, or TLS plaintext
     std::uint16_t id;
     std::uint32_t len;
     std::uint32_t off;
   };
+
+  void start_tls(bool implicit) {
+    _tls = std::make_unique<tls::session>(*_srv._opt.tls);
+    _tls_deadline = _srv._loop.now_ms() + std::int64_t{_srv._opt.tls_handshake_timeout_ms};
+    // Implicit TLS encrypts from the first octet; after STARTTLS the 220
+    // already queued still goes out in plaintext, then encryption starts.
+    if (implicit)
+      _tls_encrypt = true;
+    else
+      _tls_switch = true;
+  }
+
+  // Ciphertext arrived: finish the handshake, then decrypt into plaintext
+  // buffers that the session and the spool use like receive buffers.
+  void tls_input() {
+    if (!_tls->established()) {
+      tls::status st = _tls->handshake();
+      if (st == tls::status::want) {
+        _srv.schedule_flush(this);
+        return;
+      }
+      if (st != tls::status::ok) {
+        RR_INFO("TLS handshake failed client=%s: %s", _session.peer().address.c_str(),
+                _tls->error_text().c_str());
+        _close_after_flush = true;  // send the alert, then close
+        _srv.schedule_flush(this);
+        return;
+      }
+      RR_INFO("TLS established client=%s %s %s", _session.peer().address.c_str(),
+              _tls->version().c_str(), _tls->cipher().c_str());
+      _session.tls_started(_tls->version(), _tls->cipher());
+      if (_implicit) {
+        if (_refuse_after_handshake) {
+          _session.refuse_busy("Service temporarily unavailable: the mail queue cannot be written");
+          _close_after_flush = true;
+        } else {
+          _session.greet();
+        }
+      }
+    }
+    decrypt();
+    process();
+  }
+
+  void decrypt() {
+    while (_tls && _tls->established() && _in.size() < _srv._opt.max_queued_buffers && !_closing) {
+      std::uint16_t id;
+      if (!_srv._plain.acquire(id)) {
+        _srv._tls_waiting.push_back(this);  // resumed when buffers return
+        return;
+      }
+      std::size_t n = 0;
+      tls::status st = _tls->read(_srv._plain.writable(id), _srv._plain.size(), n);
+      if (st == tls::status::ok && n > 0) {
+        _in.push_back({&_srv._plain, id, static_cast<std::uint32_t>(n), 0});
+        continue;
+      }
+      _srv._plain.unref(id);
+      if (st == tls::status::closed || st == tls::status::error) {
+        if (st == tls::status::error)
+          RR_INFO("TLS error client=%s: %s", _session.peer().address.c_str(),
+                  _tls->error_text().c_str());
+        else if (_session.message_open())
+          RR_INFO("TLS closed mid-message client=%s: message discarded",
+                  _session.peer().address.c_str());
+        _peer_closed = true;
+      }
+      return;
+    }
+  }
 
   void arm_recv() {
     io_uring_sqe* s = _srv._loop.sqe();
@@ -107,8 +198,14 @@ class connection final : public reactor::owner {
       _srv._buffers.taken(id);
       if (_closing) {
         _srv._buffers.unref(id);
+      } else if (_tls) {
+        // TLS copies once, into its own input; the kernel buffer goes back.
+        _tls->push_ciphertext(_srv._buffers.data(id, static_cast<std::uint32_t>(cqe.res)));
+        _srv._buffers.unref(id);
+        _last_activity = _srv._loop.now_ms();
+        tls_input();
       } else {
-        _in.push_back({id, static_cast<std::uint32_t>(cqe.res), 0});
+        _in.push_back({&_srv._buffers, id, static_cast<std::uint32_t>(cqe.res), 0});
         _last_activity = _srv._loop.now_ms();
         process();
       }
@@ -165,7 +262,11 @@ class connection final : public reactor::owner {
       _srv._spool.abort(_spool_handle);
       _spool_open = false;
     }
-    for (auto& b : _in) _srv._buffers.unref(b.id);
+    drop_input();
+  }
+
+  void drop_input() {
+    for (auto& b : _in) b.src->unref(b.id);
     _in.clear();
   }
 
@@ -198,6 +299,13 @@ class connection final : public reactor::owner {
   bool _closing = false;
   bool _destroying = false;
   bool _processing = false;
+  bool _implicit = false;
+  std::unique_ptr<tls::session> _tls;
+  bool _tls_encrypt = false;  // output goes through TLS
+  bool _tls_switch = false;   // after the queued plaintext 220, encrypt
+  bool _refuse_after_handshake = false;
+  bool _peer_closed = false;  // TLS close_notify or error: finish, then close
+  std::int64_t _tls_deadline = 0;
 };
 
 void connection::process() {
@@ -205,11 +313,13 @@ void connection::process() {
   // spool) and call back into process(): the outer loop carries on instead.
   if (_processing) return;
   _processing = true;
-  while (!_in.empty() && !_closing) {
+  for (;;) {
+    if (_in.empty() && _tls && !_closing && _tls->pending_input() > 0) decrypt();
+    if (_in.empty() || _closing) break;
     auto& front = _in.front();
-    auto data = _srv._buffers.data(front.id, front.len).subspan(front.off);
+    auto data = front.src->data(front.id, front.len).subspan(front.off);
     if (data.empty()) {
-      _srv._buffers.unref(front.id);
+      front.src->unref(front.id);
       _in.pop_front();
       continue;
     }
@@ -224,7 +334,7 @@ void connection::process() {
       body_step step = _session.scan(data);
       if (_spool_open && step.store && (step.replay || step.body))
         _srv._spool.append_body(_spool_handle, {held_back_text, step.replay}, data.first(step.body),
-                                front.id);
+                                *front.src, front.id);
       front.off += static_cast<std::uint32_t>(step.consumed);
       handle(step.ev);
     } else {
@@ -241,13 +351,20 @@ void connection::process() {
     }
   }
   _processing = false;
+  if (_peer_closed && _in.empty() && !_closing) {
+    // The client's TLS stream ended: a message in the middle is dropped.
+    begin_close();
+    return;
+  }
   // Backpressure: stop receiving while unprocessed input piles up (a
   // commit in progress, a slow spool); resume once it drains.
   auto limit = _srv._opt.max_queued_buffers;
-  if (!_paused && _in.size() >= limit) {
+  // TLS input waiting to be decrypted counts as well.
+  bool tls_backlog = _tls && _tls->pending_input() > std::size_t{limit} * _srv._plain.size();
+  if (!_paused && (_in.size() >= limit || tls_backlog)) {
     _paused = true;
     cancel_recv();
-  } else if (_paused && _in.size() <= limit / 2) {
+  } else if (_paused && _in.size() <= limit / 2 && !tls_backlog) {
     _paused = false;
     if (!_recv_armed && !_closing) arm_recv();
   }
@@ -279,6 +396,12 @@ void connection::handle(event ev) {
         _spool_open = false;
       }
       break;
+    case event::starttls:
+      // RFC 3207 4.2 (CVE-2011-0411): whatever the client pipelined after
+      // STARTTLS was sent in the clear and is thrown away.
+      drop_input();
+      start_tls(false);
+      break;
     case event::need_more:
     case event::none:
       break;
@@ -302,6 +425,7 @@ void connection::commit() {
   env.client_address = _session.peer().address;
   env.sender.assign(_session.sender());
   env.recipients = _session.recipients();
+  env.tls_info = _session.tls_info();
   if (!_spool_open) {
     // An empty BDAT LAST message never opened a spool message.
     _queue_id = _srv._ids.next(util::wall_seconds());
@@ -343,8 +467,31 @@ void connection::flush() {
   if (_closing || _send_inflight) return;
   std::string& out = _session.output();
   if (!out.empty()) {
-    _sending.swap(out);
+    if (_tls_encrypt) {
+      if (_tls->write(out) != tls::status::ok) {
+        RR_INFO("TLS write failed client=%s: %s", _session.peer().address.c_str(),
+                _tls->error_text().c_str());
+        begin_close();
+        maybe_destroy();
+        return;
+      }
+    } else {
+      _sending.append(out);
+    }
     out.clear();
+  }
+  if (_tls_switch) {
+    // Everything the session said before STARTTLS, its 220 included, is in
+    // _sending in plaintext; from here on only TLS records go out.
+    _tls_switch = false;
+    _tls_encrypt = true;
+  }
+  if (_tls) {
+    if (_close_after_flush && _tls->established()) _tls->shutdown();  // close_notify
+    _sending.append(_tls->ciphertext());
+    _tls->ciphertext().clear();
+  }
+  if (!_sending.empty()) {
     _sent = 0;
     submit_send();
     return;
@@ -361,16 +508,19 @@ server::server(reactor::loop& loop, reactor::buffer_pool& buffers, spool::writer
       _buffers(buffers),
       _spool(spool),
       _opt(std::move(opt)),
+      _starttls_cfg(_opt.session),
+      _plain(_opt.tls_buffers, 16384),
       _trusted(std::move(trusted)),
       _on_accepted(std::move(on_accepted)),
       _ids(_opt.shard) {
+  _starttls_cfg.starttls = true;
   _loop.on_tick([this](std::int64_t now) { tick(now); });
   _loop.on_turn_end([this] { turn_end(); });
 }
 
 server::~server() = default;
 
-void server::accept(int fd) {
+void server::accept(int fd, listener_kind kind) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
   getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len);
@@ -381,7 +531,8 @@ void server::accept(int fd) {
   peer.address = net::format_address(reinterpret_cast<sockaddr*>(&ss));
   peer.trusted = _trusted(reinterpret_cast<sockaddr*>(&ss));
   bool refuse = !_spool.writable() || _live >= _opt.max_sessions || _stopping;
-  auto c = std::make_unique<connection>(*this, fd, peer, _connections.size());
+  peer.tls = false;
+  auto c = std::make_unique<connection>(*this, fd, peer, kind, _connections.size());
   connection* raw = c.get();
   _connections.push_back(std::move(c));
   ++_live;
@@ -398,6 +549,7 @@ void server::schedule_flush(connection* c) {
 void server::destroy(connection* c) {
   std::erase(_dirty, c);
   std::erase(_starved, c);
+  std::erase(_tls_waiting, c);
   _loop.defer([this, c] {
     // Runs after this turn's completions: nothing refers to it any more.
     std::size_t at = c->index;
@@ -419,6 +571,11 @@ void server::turn_end() {
     auto starved = std::move(_starved);
     _starved.clear();
     for (auto* c : starved) c->rearm_if_starved();
+  }
+  if (!_tls_waiting.empty() && _plain.available() > 0) {
+    auto waiting = std::move(_tls_waiting);
+    _tls_waiting.clear();
+    for (auto* c : waiting) c->resume_tls();
   }
 }
 

@@ -45,7 +45,8 @@ const session::command_entry session::commands[] = {
     {verb::quit, any_command_state, &session::on_quit},
     {verb::vrfy, any_command_state, &session::on_vrfy},
     {verb::help, any_command_state, &session::on_help},
-    {verb::starttls, any_command_state, &session::on_not_available},
+    // RFC 3207 4: not inside a transaction.
+    {verb::starttls, bit(state::fresh) | bit(state::ready), &session::on_starttls},
     {verb::auth, any_command_state, &session::on_not_available},
 };
 
@@ -170,7 +171,9 @@ feed_result session::execute(std::string_view line) {
   for (const auto& e : commands) {
     if (e.v != cmd.v) continue;
     if (!(e.allowed & bit(_state))) {
-      if (_state == state::fresh) {
+      if (cmd.v == verb::starttls) {
+        reply("503 5.5.1 Error: STARTTLS is not allowed inside a transaction; RSET first");
+      } else if (_state == state::fresh) {
         reply("503 5.5.1 Error: send HELO or EHLO first");
       } else if (cmd.v == verb::data && _state == state::bdat_next) {
         reply("503 5.5.1 Error: DATA cannot follow BDAT in one message");
@@ -204,6 +207,7 @@ event session::on_ehlo(const command& c) {
   reply("250-8BITMIME");
   reply("250-SMTPUTF8");
   reply("250-ENHANCEDSTATUSCODES");
+  if (_cfg.starttls && !tls()) reply("250-STARTTLS");
   reply("250 CHUNKING");
   enter(state::ready);
   return ev;
@@ -406,6 +410,32 @@ event session::on_vrfy(const command&) {
 event session::on_help(const command&) {
   reply("214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
   return event::none;
+}
+
+event session::on_starttls(const command&) {
+  if (tls()) {
+    reply("503 5.5.1 Error: TLS is already active");
+    return event::none;
+  }
+  if (!_cfg.starttls) {
+    reply("502 5.5.1 Error: STARTTLS is not offered on this port");
+    return event::none;
+  }
+  reply("220 2.0.0 Ready to start TLS");
+  return event::starttls;
+}
+
+void session::tls_started(std::string_view version, std::string_view cipher) {
+  _tls_info.assign(version);
+  _tls_info += ' ';
+  _tls_info += cipher;
+  // RFC 3207 4.2: the client must discard what it knew; so does the server.
+  reset_transaction();
+  _helo.clear();
+  _esmtp = false;
+  _line.clear();
+  _line_overflow = false;
+  enter(state::fresh);
 }
 
 event session::on_not_available(const command&) {

@@ -134,13 +134,14 @@ std::uint32_t writer::new_op() {
   o.prefix = {};
   o.data = {};
   o.owned.clear();
+  o.source = nullptr;
   o.buffer_id = -1;
   o.msg = none;
   return i;
 }
 
 void writer::append_body(message_handle h, std::span<const char> prefix, std::span<const char> data,
-                         std::uint16_t buffer_id) {
+                         reactor::buffer_source& source, std::uint16_t buffer_id) {
   open_message& m = _messages[h];
   if (m.error) return;
   std::uint32_t i = new_op();
@@ -153,9 +154,10 @@ void writer::append_body(message_handle h, std::span<const char> prefix, std::sp
   o.hdr.id = m.id;
   o.prefix = prefix;
   o.data = data;
+  o.source = &source;
   o.buffer_id = buffer_id;
   o.msg = h;
-  _buffers.ref(buffer_id);
+  source.ref(buffer_id);
   ++m.ops_pending;
   submit_record(i);
 }
@@ -261,9 +263,13 @@ void writer::write_completed(std::uint32_t i, int res) {
       if (_messages[h].in_use && _messages[h].segments.count(o.segment)) fail_message(h, res);
     if (o.msg != none) fail_message(o.msg, res);
     if (o.segment == _current) _segments[_current].tail = _segment_size;
-  } else {
-    _segments[o.segment].dirty = true;
+  } else if (auto it = _segments.find(o.segment); it != _segments.end()) {
+    it->second.dirty = true;
   }
+  // Otherwise the segment was deleted while this write was in flight (a
+  // state record of a message released meanwhile): nothing there needs a
+  // sync. operator[] here used to recreate it without a file, and the next
+  // fdatasync of that fd -1 failed every commit in its batch with EBADF.
   finish_op(i);
   maybe_sync();
 }
@@ -281,7 +287,7 @@ void writer::finish_op(std::uint32_t i) {
   } else {
     _completed_later.insert(o.number);
   }
-  if (o.buffer_id >= 0) _buffers.unref(static_cast<std::uint16_t>(o.buffer_id));
+  if (o.buffer_id >= 0) o.source->unref(static_cast<std::uint16_t>(o.buffer_id));
   message_handle h = o.msg;
   o.in_use = false;
   o.owned.clear();
@@ -511,9 +517,10 @@ void writer::next_segment_ready(int fd_or_error) {
     int err = -fd_or_error;
     // Logged once per outage; the retries every second stay quiet.
     if (_writable)
-      RR_ERROR("spool shard=%u cannot prepare segment %s: %s; refusing new mail (421) and "
-               "retrying every second until it can",
-               _shard, _prep_path.c_str(), strerror(err));
+      RR_ERROR(
+          "spool shard=%u cannot prepare segment %s: %s; refusing new mail (421) and "
+          "retrying every second until it can",
+          _shard, _prep_path.c_str(), strerror(err));
     if (_prep_fd >= 0) {
       ::close(_prep_fd);
       _prep_fd = -1;
@@ -556,6 +563,9 @@ void writer::tick(std::int64_t now_ms) {
   // State records (done, deferred) ride on commit syncs; without commits,
   // sync them here so a restart does not redeliver much.
   if (!_sync_inflight) {
+    // Else an earlier failed sync's error would be reported again when this
+    // one completes, and would cut the segment in use short.
+    _sync_error = 0;
     for (auto& [seq, seg] : _segments) {
       if (!seg.dirty) continue;
       seg.dirty = false;

@@ -18,7 +18,20 @@
 
 namespace ringrelay::reactor {
 
-class buffer_pool {
+// Anything that lends out numbered, reference-counted buffers: the kernel's
+// provided-buffer ring, or plain memory for TLS plaintext. The spool holds a
+// reference while a write from the buffer is in flight.
+class buffer_source {
+ public:
+  virtual void ref(std::uint16_t id) = 0;
+  virtual void unref(std::uint16_t id) = 0;
+  virtual std::span<const char> data(std::uint16_t id, std::uint32_t len) const = 0;
+
+ protected:
+  ~buffer_source() = default;
+};
+
+class buffer_pool final : public buffer_source {
  public:
   buffer_pool(io_uring* ring, std::uint16_t group, std::uint32_t count, std::uint32_t size);
   ~buffer_pool();
@@ -30,11 +43,11 @@ class buffer_pool {
 
   // The bytes of buffer `id` as filled by a completion of `len` bytes. The
   // completion gives the caller the first reference.
-  std::span<const char> data(std::uint16_t id, std::uint32_t len) const {
+  std::span<const char> data(std::uint16_t id, std::uint32_t len) const override {
     return {_memory + std::size_t{id} * _size, len};
   }
-  void ref(std::uint16_t id) { ++_refs[id]; }
-  void unref(std::uint16_t id);
+  void ref(std::uint16_t id) override { ++_refs[id]; }
+  void unref(std::uint16_t id) override;
 
   // Buffers the kernel has not handed out yet; low means receivers should
   // slow down (backpressure).
@@ -58,6 +71,35 @@ class buffer_pool {
   std::vector<std::uint16_t> _refs;
   std::uint32_t _returned = 0;  // added since the last publish
   std::uint32_t _available = 0;
+};
+
+// Buffers in plain memory with the same reference counting, for bytes the
+// shard produces itself (TLS plaintext). `acquire` hands one out with one
+// reference, or returns false when all are in use (the caller waits).
+class local_pool final : public buffer_source {
+ public:
+  local_pool(std::uint32_t count, std::uint32_t size);
+  ~local_pool();
+  local_pool(const local_pool&) = delete;
+  local_pool& operator=(const local_pool&) = delete;
+
+  bool acquire(std::uint16_t& id);
+  char* writable(std::uint16_t id) { return _memory + std::size_t{id} * _size; }
+  std::uint32_t size() const { return _size; }
+  std::size_t available() const { return _free.size(); }
+
+  std::span<const char> data(std::uint16_t id, std::uint32_t len) const override {
+    return {_memory + std::size_t{id} * _size, len};
+  }
+  void ref(std::uint16_t id) override { ++_refs[id]; }
+  void unref(std::uint16_t id) override;
+
+ private:
+  std::uint32_t _count;
+  std::uint32_t _size;
+  char* _memory = nullptr;
+  std::vector<std::uint16_t> _refs;
+  std::vector<std::uint16_t> _free;
 };
 
 }  // namespace ringrelay::reactor

@@ -20,6 +20,7 @@
 #include <ringrelay/reactor/loop.hh>
 #include <ringrelay/smtp/session.hh>
 #include <ringrelay/spool/writer.hh>
+#include <ringrelay/tls/tls.hh>
 #include <ringrelay/util/id.hh>
 #include <string>
 #include <vector>
@@ -28,6 +29,11 @@ namespace ringrelay::smtp {
 
 struct server_options {
   session_config session;
+  // TLS for STARTTLS and implicit-TLS listeners; null when no certificate
+  // is configured (STARTTLS is then not offered).
+  const tls::context* tls = nullptr;
+  std::uint32_t tls_handshake_timeout_ms = 30000;
+  std::uint32_t tls_buffers = 1024;  // plaintext buffers per shard
   std::uint32_t idle_timeout_ms = 300000;
   std::uint32_t max_sessions = 10000;
   std::uint32_t max_queued_buffers = 8;  // per connection, before recv pauses
@@ -41,14 +47,16 @@ using accepted_sink = std::function<void(spool::stored_message&&)>;
 
 class connection;
 
+enum class listener_kind { plain, starttls, implicit };
+
 class server {
  public:
   server(reactor::loop& loop, reactor::buffer_pool& buffers, spool::writer& spool,
          server_options opt, trust_check trusted, accepted_sink on_accepted);
   ~server();
 
-  // Takes a freshly accepted socket.
-  void accept(int fd);
+  // Takes a freshly accepted socket from a listener of this kind.
+  void accept(int fd, listener_kind kind);
   // Graceful stop: idle sessions get 421 and close; sessions in a
   // transaction may finish it. `idle()` tells when none is left.
   void shutdown();
@@ -69,12 +77,15 @@ class server {
   reactor::buffer_pool& _buffers;
   spool::writer& _spool;
   server_options _opt;
+  session_config _starttls_cfg;  // _opt.session with STARTTLS offered
+  reactor::local_pool _plain;    // TLS plaintext buffers
   trust_check _trusted;
   accepted_sink _on_accepted;
   util::queue_id_generator _ids;
   std::vector<std::unique_ptr<connection>> _connections;  // index = connection's place
   std::vector<connection*> _dirty;                        // output or re-arm pending this turn
   std::vector<connection*> _starved;                      // recv ended for lack of buffers
+  std::vector<connection*> _tls_waiting;                  // ciphertext waits for plaintext buffers
   std::size_t _live = 0;
   bool _stopping = false;
 };

@@ -49,11 +49,13 @@ struct session_limits {
 struct session_config {
   std::string hostname;
   session_limits limits;
+  bool starttls = false;  // STARTTLS offered on this listener (a certificate is loaded)
 };
 
 struct peer_info {
   std::string address;   // "192.0.2.1" or "2001:db8::1"
   bool trusted = false;  // in trusted_networks: may relay without AUTH
+  bool tls = false;      // implicit TLS: the session starts encrypted
 };
 
 enum class state : std::uint8_t {
@@ -77,6 +79,8 @@ enum class event : std::uint8_t {
   commit,     // store the message, then committed() / commit_failed()
   discard,    // drop the current message's spooled octets
   close,      // flush output, then close the connection
+  starttls,   // send the 220 in plaintext, drop the rest of the input, and
+              // start a TLS handshake; then call tls_started()
 };
 
 struct feed_result {
@@ -90,8 +94,8 @@ struct body_step {
   std::size_t body;      // of those, octets of message body from the start
   std::uint8_t replay;   // emit this many octets of held_back_text first
   bool store;            // false when the message is being refused anyway
-  event ev;              // none (more body), commit, discard, or (BDAT
-                         // chunk done, more expected) need_more
+  event ev;              // need_more (more body expected), commit, discard,
+                         // or none (a BDAT chunk ended: commands next)
 };
 
 enum class commit_error { io, no_space };
@@ -111,6 +115,13 @@ class session {
 
   feed_result feed(std::string_view in);
   body_step scan(std::span<const char> in);
+
+  // The TLS handshake finished (after STARTTLS, or for implicit TLS before
+  // the greeting). After STARTTLS the session starts over: EHLO again
+  // (RFC 3207 4.2).
+  void tls_started(std::string_view version, std::string_view cipher);
+  bool tls() const { return !_tls_info.empty(); }
+  const std::string& tls_info() const { return _tls_info; }
 
   void committed(std::string_view queue_id);
   void commit_failed(commit_error e);
@@ -157,6 +168,7 @@ class session {
   event on_quit(const command& c);
   event on_vrfy(const command& c);
   event on_help(const command& c);
+  event on_starttls(const command& c);
   event on_not_available(const command& c);
 
   const session_config& _cfg;
@@ -168,6 +180,7 @@ class session {
 
   std::string _helo;
   bool _esmtp = false;
+  std::string _tls_info;  // "TLSv1.3 TLS_AES_128_GCM_SHA256"; empty: plaintext
   std::string _sender;
   std::vector<std::string> _recipients;
   bool _smtputf8 = false;

@@ -76,10 +76,10 @@ class writer final : public reactor::owner {
 
   message_handle begin(util::queue_id id);
   // Appends one body record: `prefix` (a few held-back octets, static) then
-  // `data`, which lies in receive buffer `buffer_id` (referenced until the
-  // write completes).
+  // `data`, which lies in buffer `buffer_id` of `source` (referenced until
+  // the write completes).
   void append_body(message_handle h, std::span<const char> prefix, std::span<const char> data,
-                   std::uint16_t buffer_id);
+                   reactor::buffer_source& source, std::uint16_t buffer_id);
   // Drops a message that will not be committed; its records become garbage.
   void abort(message_handle h);
   // Appends the commit record and calls `done` once it is durable (err 0,
@@ -126,6 +126,7 @@ class writer final : public reactor::owner {
     std::span<const char> data;    // body: slice of a receive buffer
     std::string owned;             // payload of commit and state records
     iovec iov[4];
+    reactor::buffer_source* source = nullptr;
     std::int32_t buffer_id = -1;
     std::uint64_t number = 0;
     message_handle msg = none;
