@@ -63,9 +63,23 @@ std::string received_header(const spool::stored_message& m, std::string_view hos
   h += neutralise(e.client_address);
   h += "])\r\n\tby ";
   h += hostname;
-  // RFC 3848 protocol names; TLS and AUTH variants come with those modules.
-  h += " (ringrelay) with ";
+  // RFC 3848 (and RFC 6531 for UTF8): S for TLS, A for an authenticated
+  // client; the TLS parameters go in a comment as Postfix and others do.
+  h += " (ringrelay)";
+  if (!e.tls_info.empty()) {
+    auto space = e.tls_info.find(' ');
+    h += "\r\n\t(using ";
+    h += neutralise(e.tls_info.substr(0, space));
+    if (space != std::string::npos) {
+      h += " with cipher ";
+      h += neutralise(e.tls_info.substr(space + 1));
+    }
+    h += ")";
+  }
+  h += "\r\n\twith ";
   h += e.smtputf8 ? "UTF8SMTP" : "ESMTP";
+  if (!e.tls_info.empty()) h += 'S';
+  if (!e.auth_info.empty()) h += 'A';
   h += " id ";
   h += id;
   if (e.recipients.size() == 1) {
