@@ -1,0 +1,181 @@
+"""TLS on the real binary: STARTTLS on every plain port (RFC 3207), implicit
+TLS (RFC 8314), the STARTTLS command-injection defence (CVE-2011-0411),
+sequence rules, handshake timeout, a TLS close in the middle of DATA, and a
+large message over TLS delivered byte-exact."""
+import contextlib
+import smtplib
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import harness as h
+from harness import assert_reply
+
+CERT_DIR = Path(__file__).resolve().parents[1] / "unit" / "tls"
+TLS = {"cert": str(CERT_DIR / "test_cert.pem"), "key": str(CERT_DIR / "test_key.pem")}
+
+
+def client_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # the test certificate is self-signed
+    return ctx
+
+
+@contextlib.contextmanager
+def tls_relay(extra_listeners=(), tls=None, **kw):
+    """A relay whose first listener (the one the harness waits on) offers
+    STARTTLS, plus extra listeners, and a sink behind it."""
+    with h.RecordingSink() as sink:
+        with h.Relay(relayhost=sink.address, start=False, **kw) as relay:
+            relay.config["listeners"] = [
+                {"address": relay.host, "port": relay.port, "tls": "starttls"}, *extra_listeners]
+            relay.config["tls"] = TLS if tls is None else tls
+            relay.start()
+            yield relay, sink
+
+
+def read_reply(f) -> list:
+    lines = []
+    while True:
+        line = f.readline()
+        assert line, "connection closed while waiting for a reply"
+        lines.append(line.decode().rstrip("\r\n"))
+        if line[3:4] == b" ":
+            return lines
+
+
+def test_starttls_on_each_plain_port_delivers_with_esmtps():
+    ports = [h.free_port(), h.free_port()]
+    extra = [{"address": "127.0.0.1", "port": p, "tls": "starttls"} for p in ports]
+    with tls_relay(extra) as (relay, sink):
+        for i, port in enumerate([relay.port, *ports]):
+            content = h.make_message(3000, tag=f"starttls-{i}")
+            with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
+                s.ehlo("client.test")
+                assert s.has_extn("starttls"), f"port {port}: EHLO lacks STARTTLS"
+                code, _ = s.starttls(context=client_context())
+                assert code == 220, f"port {port}: STARTTLS answered {code}"
+                s.ehlo("client.test")
+                assert not s.has_extn("starttls"), "STARTTLS offered again inside TLS"
+                s.sendmail(h.SENDER, [h.rcpt(i)], content)
+            m = sink.wait_for(i + 1)[i]
+            h.assert_delivered(m, content)
+            received, _ = h.split_received(m.data)
+            assert b"with ESMTPS" in received and b"TLSv1." in received, \
+                f"the Received header does not record TLS: {received!r}"
+
+
+def test_implicit_tls_greets_inside_tls():
+    port = h.free_port()
+    with tls_relay([{"address": "127.0.0.1", "port": port, "tls": "implicit"}]) as (relay, sink):
+        content = h.make_message(2000, tag="implicit")
+        with smtplib.SMTP_SSL("127.0.0.1", port, context=client_context(), timeout=20) as s:
+            code, _ = s.ehlo("client.test")
+            assert code == 250
+            assert not s.has_extn("starttls"), "STARTTLS must not be offered inside implicit TLS"
+            s.sendmail(h.SENDER, [h.rcpt()], content)
+        h.assert_delivered(sink.wait_for(1)[0], content)
+        out = subprocess.run(["swaks", "--server", f"127.0.0.1:{port}", "--tlsc", "--helo",
+                              "client.test", "--from", h.SENDER, "--to", h.rcpt(1)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             timeout=60)
+        assert len(h.swaks_queue_ids(out.stdout)) == 1, out.stdout[-2000:]
+
+
+def test_starttls_injection_is_discarded():
+    """Commands pipelined behind STARTTLS in the same write were sent in the
+    clear; they must not run inside the TLS session (RFC 3207 4.2)."""
+    with tls_relay() as (relay, sink):
+        s = socket.create_connection(relay.address, timeout=10)
+        f = s.makefile("rb")
+        read_reply(f)
+        s.sendall(b"EHLO client.test\r\n")
+        read_reply(f)
+        s.sendall(b"STARTTLS\r\nMAIL FROM:<" + h.SENDER.encode() + b">\r\n")
+        assert read_reply(f)[0].startswith("220 "), "STARTTLS not accepted"
+        t = client_context().wrap_socket(s, server_hostname="relay.test")
+        tf = t.makefile("rb")
+        # After TLS the session starts over: MAIL needs EHLO again, and the
+        # injected MAIL must not have opened a transaction.
+        t.sendall(b"RCPT TO:<" + h.rcpt().encode() + b">\r\n")
+        r = read_reply(tf)
+        assert r[0].startswith("503 5.5.1"), f"an injected MAIL survived STARTTLS: {r}"
+        t.sendall(b"EHLO client.test\r\nRCPT TO:<" + h.rcpt().encode() + b">\r\n")
+        read_reply(tf)
+        r = read_reply(tf)
+        assert r[0].startswith("503 5.5.1"), f"RCPT after a fresh EHLO must need MAIL: {r}"
+        t.close()
+
+
+def test_starttls_sequence_rules():
+    with tls_relay() as (relay, sink):
+        c = relay.client()
+        assert_reply(c.cmd(f"MAIL FROM:<{h.SENDER}>"), 250)
+        r = c.cmd("STARTTLS")
+        assert r.code == 503 and r.enhanced == "5.5.1", f"STARTTLS inside a transaction: {r}"
+        c.close()
+        with smtplib.SMTP(*relay.address, timeout=10) as s:
+            s.ehlo("client.test")
+            s.starttls(context=client_context())
+            s.ehlo("client.test")
+            code, msg = s.docmd("STARTTLS")
+            assert code == 503, f"STARTTLS twice: {code} {msg}"
+
+
+def test_no_certificate_no_starttls():
+    with tls_relay(tls={}) as (relay, sink):
+        c = relay.client()
+        assert "STARTTLS" not in c.extensions, "STARTTLS offered without a certificate"
+        r = c.cmd("STARTTLS")
+        assert r.code == 502, f"STARTTLS without a certificate: {r}"
+
+
+def test_stalled_handshake_times_out():
+    port = h.free_port()
+    listeners = [{"address": "127.0.0.1", "port": port, "tls": "implicit"}]
+    with tls_relay(listeners, tls={**TLS, "handshake_timeout": 1}) as (relay, sink):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.settimeout(10)
+        start = time.time()
+        assert s.recv(100) == b"", "the server sent something before the handshake"
+        assert time.time() - start < 9, "a stalled handshake was not closed"
+        assert "TLS handshake timed out" in relay.log_text()
+
+
+def test_tls_close_mid_data_discards_the_message():
+    with tls_relay() as (relay, sink):
+        s = socket.create_connection(relay.address, timeout=10)
+        f = s.makefile("rb")
+        read_reply(f)
+        s.sendall(b"EHLO client.test\r\nSTARTTLS\r\n")
+        read_reply(f)
+        read_reply(f)
+        t = client_context().wrap_socket(s, server_hostname="relay.test")
+        tf = t.makefile("rb")
+        t.sendall(b"EHLO client.test\r\n")
+        read_reply(tf)
+        t.sendall(f"MAIL FROM:<{h.SENDER}>\r\nRCPT TO:<{h.rcpt()}>\r\nDATA\r\n".encode())
+        for _ in range(3):
+            read_reply(tf)
+        t.sendall(b"Subject: cut\r\n\r\npart of a body\r\n")
+        t.unwrap()  # close_notify in the middle of DATA
+        s.close()
+        content = h.make_message(500, tag="after-cut")
+        h.smtplib_send(relay, h.SENDER, [h.rcpt()], content)
+        m = sink.wait_for(1)[0]
+        h.assert_delivered(m, content)
+        sink.assert_no_messages(1.0, expect=1)
+
+
+def test_large_message_over_starttls_is_byte_exact():
+    with tls_relay() as (relay, sink):
+        content = h.make_message(10 * 1024 * 1024 + 1, tag="tls-big")
+        with smtplib.SMTP(*relay.address, timeout=60) as s:
+            s.ehlo("client.test")
+            s.starttls(context=client_context())
+            s.ehlo("client.test")
+            s.sendmail(h.SENDER, [h.rcpt()], content)
+        h.assert_delivered(sink.wait_for(1, timeout=60)[0], content)

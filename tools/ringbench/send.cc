@@ -1,0 +1,997 @@
+#include "send.hh"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <mutex>
+#include <ringrelay/delivery/reply.hh>
+#include <ringrelay/reactor/loop.hh>
+#include <ringrelay/util/clock.hh>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "histogram.hh"
+#include "message.hh"
+#include "report.hh"
+#include "weighted_picker.hh"
+
+namespace ringrelay::ringbench {
+namespace {
+
+enum op : std::uint8_t {
+  op_connect = 1,
+  op_connect_timeout = 2,
+  op_recv = 3,
+  op_send = 4,
+  op_cancel = 5,
+};
+
+constexpr std::string_view quit_line = "QUIT\r\n";
+constexpr std::string_view rset_line = "RSET\r\n";
+constexpr std::string_view end_of_data = ".\r\n";
+// Index 0 of the outcome table: the connection was lost or timed out with
+// the message in flight (no reply code to report).
+constexpr std::size_t lost = 0;
+
+std::uint64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// Single writer (the owning thread), read by the main thread for progress:
+// a relaxed load and store, no locked read-modify-write on the hot path.
+void bump(std::atomic<std::uint64_t>& a, std::uint64_t n = 1) {
+  a.store(a.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+std::string base64(std::string_view in) {
+  static constexpr char alphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  std::size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    auto v = static_cast<std::uint32_t>(static_cast<unsigned char>(in[i])) << 16 |
+             static_cast<std::uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8 |
+             static_cast<unsigned char>(in[i + 2]);
+    for (int k = 18; k >= 0; k -= 6) out.push_back(alphabet[(v >> k) & 63]);
+  }
+  if (std::size_t rest = in.size() - i; rest > 0) {
+    std::uint32_t v = static_cast<std::uint32_t>(static_cast<unsigned char>(in[i])) << 16;
+    if (rest == 2) v |= static_cast<std::uint32_t>(static_cast<unsigned char>(in[i + 1])) << 8;
+    out.push_back(alphabet[(v >> 18) & 63]);
+    out.push_back(alphabet[(v >> 12) & 63]);
+    out.push_back(rest == 2 ? alphabet[(v >> 6) & 63] : '=');
+    out.push_back('=');
+  }
+  return out;
+}
+
+bool is_2xx(std::uint16_t code) { return code >= 200 && code < 300; }
+
+// What every thread reads: options, prepared messages, and the run's
+// few shared atomics.
+struct shared_state {
+  explicit shared_state(const send_options& o) : opt(o) {}
+
+  const send_options& opt;
+  std::vector<message_template> messages;
+  std::vector<std::uint32_t> weights;
+  std::string ehlo_line;
+  std::string auth_first;  // AUTH PLAIN <ir> / AUTH LOGIN
+  std::string auth_user;   // LOGIN: base64 user line
+  std::string auth_pass;   // LOGIN: base64 password line
+
+  std::atomic<std::uint64_t> claimed{0};
+  std::atomic<bool> stop{false};   // start no more messages; finish and QUIT
+  std::atomic<bool> abort{false};  // close every connection now
+  std::atomic<bool> any_ready{false};
+
+  std::mutex fatal_mutex;
+  std::string fatal;
+
+  // Takes one message from the budget; false once it is spent or the run
+  // is stopping.
+  bool claim() {
+    if (stop.load(std::memory_order_relaxed)) return false;
+    if (opt.messages == 0) return true;
+    return claimed.fetch_add(1, std::memory_order_relaxed) < opt.messages;
+  }
+  bool budget_spent() const {
+    return opt.messages != 0 && claimed.load(std::memory_order_relaxed) >= opt.messages;
+  }
+  void set_fatal(std::string why) {
+    {
+      std::lock_guard lock(fatal_mutex);
+      if (fatal.empty()) fatal = std::move(why);
+    }
+    abort.store(true);
+  }
+};
+
+// Progress counters, read by the main thread once a second.
+struct alignas(64) live_counters {
+  std::atomic<std::uint64_t> ok{0};
+  std::atomic<std::uint64_t> errors{0};
+  std::atomic<std::uint64_t> bytes{0};
+  std::atomic<std::uint64_t> in_flight{0};
+  std::atomic<bool> finished{false};
+};
+
+// Owned by a thread during the run, read by the main thread after join.
+struct thread_totals {
+  histogram latency;
+  std::array<std::uint64_t, 600> outcomes{};  // final code per message; [0] lost
+  std::uint64_t ok = 0;
+  std::uint64_t errors = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t rcpt_refused = 0;
+  std::uint64_t connections = 0;
+  std::uint64_t connection_failures = 0;
+};
+
+class client;
+
+class worker {
+ public:
+  worker(shared_state& shared, unsigned index, unsigned connections)
+      : shared(shared),
+        index(index),
+        _target(connections),
+        _picker(shared.weights) {
+    for (const auto& m : shared.messages) {
+      std::string h = m.header;
+      char id[id_width];
+      format_id(index, 0, id);
+      for (auto off : m.id_offsets) std::memcpy(h.data() + off, id, 4);  // "TTT-"
+      headers.push_back(std::move(h));
+    }
+  }
+
+  void run();
+  void client_gone(client* c, bool replace_now);
+
+  reactor::loop& loop() { return *_loop; }
+  // A connection became ready or a message was accepted.
+  void progress() {
+    _last_progress_ms = _loop->now_ms();
+    _failures_since_progress = 0;
+  }
+  void connection_failed() {
+    ++totals.connection_failures;
+    ++_failures_since_progress;
+  }
+  std::size_t pick_size() { return _picker.next(); }
+  std::uint64_t next_seq() { return ++_seq; }
+
+  shared_state& shared;
+  const unsigned index;
+  std::vector<std::string> headers;  // per size: the header with this thread's number
+  live_counters live;
+  thread_totals totals;
+
+ private:
+  void tick(std::int64_t now_ms);
+  void open_client();
+  void begin_stop(std::int64_t now_ms);
+
+  reactor::loop* _loop = nullptr;
+  std::vector<std::unique_ptr<client>> _clients;
+  unsigned _target;
+  weighted_picker _picker;
+  std::uint64_t _seq = 0;
+  bool _stopping = false;
+  bool _aborting = false;
+  std::int64_t _drain_deadline_ms = 0;
+  std::int64_t _last_progress_ms = 0;
+  std::uint64_t _failures_since_progress = 0;
+};
+
+// One SMTP connection and its messages, one at a time.
+class client final : public reactor::owner {
+ public:
+  explicit client(worker& w)
+      : _w(w), _opt(w.shared.opt), _slot(w.loop().add_owner(this)) {
+    _expect.reserve(_opt.rcpts + 4);
+  }
+  ~client() { _w.loop().remove_owner(_slot); }
+
+  void connect();
+  void on_completion(std::uint8_t op, const io_uring_cqe& cqe) override;
+  void tick(std::int64_t now_ms);
+  // Finishes the message in flight, then QUIT.
+  void stop_gracefully();
+  // Drops the connection now (a message in flight counts as lost).
+  void abort() { fail("run aborted", false); }
+
+ private:
+  enum class expect : std::uint8_t { greeting, ehlo, auth, rset, mail, rcpt, data, final, quit };
+
+  struct transaction {
+    bool active = false;
+    std::size_t size_index = 0;
+    std::uint64_t started_ns = 0;
+    bool mail_ok = false;
+    std::uint32_t rcpt_ok = 0;
+    std::uint16_t mail_code = 0;
+    std::uint16_t first_rcpt_code = 0;  // first refused RCPT
+    std::uint16_t data_code = 0;        // DATA refused
+    std::uint32_t next_command = 0;     // without pipelining: the next RCPT/DATA to send
+  };
+
+  void on_connect(int res);
+  void arm_recv();
+  void on_recv(int res);
+  void on_reply(const delivery::reply& r);
+  void on_ehlo(const delivery::reply& r);
+  void on_auth(const delivery::reply& r);
+  void ready();
+  void next_message();
+  void start_message();
+  void send_next_command();
+  void on_data_reply(const delivery::reply& r);
+  void finish_message(bool ok, std::uint16_t code);
+  void quit();
+
+  void send(std::initializer_list<std::string_view> parts);
+  void submit_send();
+  void on_send(int res);
+  void wait_for(expect e);
+
+  void setup_failed(const std::string& why);
+  void fail(const std::string& why, bool count);
+  void cancel_all();
+  void maybe_done();
+
+  worker& _w;
+  const send_options& _opt;
+  std::uint32_t _slot;
+  int _fd = -1;
+  int _inflight = 0;  // submitted operations not completed yet
+  __kernel_timespec _connect_ts{};
+
+  delivery::reply_parser _parser;
+  char _rbuf[4096];
+  std::vector<expect> _expect;  // replies still to come, in order
+  std::size_t _expect_head = 0;
+  std::int64_t _waiting_since_ms = 0;
+
+  // Sends: one sendmsg in flight; parts queued behind it go out next.
+  std::array<iovec, 8> _iov{};
+  std::size_t _iov_first = 0;
+  std::size_t _iov_count = 0;
+  msghdr _msg{};
+  std::vector<std::string_view> _queued;
+  bool _send_inflight = false;
+
+  bool _pipelining = false;
+  bool _size_ext = false;
+  bool _auth_offered = false;
+  bool _ready = false;
+  bool _need_rset = false;
+  bool _stop_after_message = false;
+  bool _quitting = false;
+  bool _closing = false;
+  bool _gone = false;
+  bool _cancel_sent = false;
+  bool _clean_end = false;
+  int _auth_step = 0;
+  std::uint32_t _messages = 0;
+  transaction _txn;
+  std::string _header;  // this message's header block, ID patched in
+};
+
+void client::connect() {
+  _w.totals.connections++;
+  const auto& addr = _opt.server_addr;
+  _fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (_fd < 0) {
+    setup_failed(std::string("socket: ") + strerror(errno));
+    maybe_done();
+    return;
+  }
+  int one = 1;
+  // Commands and the end of data are small writes the server waits for.
+  setsockopt(_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  io_uring_sqe* s = _w.loop().sqe();
+  io_uring_prep_connect(s, _fd, reinterpret_cast<const sockaddr*>(&addr), _opt.server_addr_len);
+  s->flags |= IOSQE_IO_LINK;
+  io_uring_sqe_set_data64(s, _w.loop().token(_slot, op_connect));
+  auto ms = static_cast<std::int64_t>(_opt.timeout_s * 1000);
+  _connect_ts.tv_sec = ms / 1000;
+  _connect_ts.tv_nsec = (ms % 1000) * 1000000;
+  s = _w.loop().sqe();
+  io_uring_prep_link_timeout(s, &_connect_ts, 0);
+  io_uring_sqe_set_data64(s, _w.loop().token(_slot, op_connect_timeout));
+  _inflight += 2;
+}
+
+void client::on_completion(std::uint8_t op, const io_uring_cqe& cqe) {
+  --_inflight;
+  switch (op) {
+    case op_connect:
+      on_connect(cqe.res);
+      break;
+    case op_recv:
+      on_recv(cqe.res);
+      break;
+    case op_send:
+      on_send(cqe.res);
+      break;
+    default:
+      break;
+  }
+  maybe_done();
+}
+
+void client::on_connect(int res) {
+  if (_closing) return;
+  if (res < 0) {
+    setup_failed(std::string("cannot connect to ") + _opt.server + ": " +
+                 (res == -ECANCELED ? "timed out" : strerror(-res)));
+    return;
+  }
+  wait_for(expect::greeting);
+  arm_recv();
+}
+
+void client::arm_recv() {
+  io_uring_sqe* s = _w.loop().sqe();
+  io_uring_prep_recv(s, _fd, _rbuf, sizeof _rbuf, 0);
+  io_uring_sqe_set_data64(s, _w.loop().token(_slot, op_recv));
+  ++_inflight;
+}
+
+void client::on_recv(int res) {
+  if (_closing) return;
+  if (res <= 0) {
+    if (res == 0 && _quitting && _expect_head == _expect.size()) {
+      _clean_end = true;
+      fail("closed after QUIT", false);
+    } else {
+      fail(res == 0 ? "the server closed the connection" : std::string("recv: ") + strerror(-res),
+           true);
+    }
+    return;
+  }
+  _waiting_since_ms = _w.loop().now_ms();
+  std::string_view in(_rbuf, static_cast<std::size_t>(res));
+  while (!in.empty() && !_closing) {
+    auto r = _parser.feed(in);
+    in.remove_prefix(r.consumed);
+    if (r.st == delivery::reply_parser::status::error) {
+      fail("bad reply from the server: " + std::string(_parser.error()), true);
+      return;
+    }
+    if (r.st == delivery::reply_parser::status::need_more) break;
+    on_reply(_parser.current());
+  }
+  if (!_closing) arm_recv();
+}
+
+void client::wait_for(expect e) {
+  if (_expect_head == _expect.size()) {
+    _expect.clear();
+    _expect_head = 0;
+    _waiting_since_ms = _w.loop().now_ms();
+  }
+  _expect.push_back(e);
+}
+
+void client::on_reply(const delivery::reply& r) {
+  if (_expect_head == _expect.size()) {
+    // RFC 5321 4.2: a 421 may come at any time when the server shuts down.
+    fail("unexpected reply: " + r.one_line(), true);
+    return;
+  }
+  expect e = _expect[_expect_head++];
+  switch (e) {
+    case expect::greeting:
+      if (r.code != 220) return setup_failed("the server's greeting was " + r.one_line());
+      send({_w.shared.ehlo_line});
+      wait_for(expect::ehlo);
+      break;
+    case expect::ehlo:
+      on_ehlo(r);
+      break;
+    case expect::auth:
+      on_auth(r);
+      break;
+    case expect::rset:
+      // Without pipelining, a message that waited for this RSET starts now.
+      if (_txn.active && !_pipelining && _txn.next_command == 0) send_next_command();
+      break;
+    case expect::mail:
+      _txn.mail_ok = is_2xx(r.code);
+      if (!_txn.mail_ok) {
+        _txn.mail_code = r.code;
+        // Pipelined: the RCPT and DATA replies (refusals) are still to come.
+        if (!_pipelining) finish_message(false, r.code);
+      } else if (!_pipelining) {
+        send_next_command();
+      }
+      break;
+    case expect::rcpt:
+      if (is_2xx(r.code)) {
+        ++_txn.rcpt_ok;
+      } else {
+        ++_w.totals.rcpt_refused;
+        if (_txn.first_rcpt_code == 0) _txn.first_rcpt_code = r.code;
+      }
+      if (!_pipelining) send_next_command();
+      break;
+    case expect::data:
+      on_data_reply(r);
+      break;
+    case expect::final:
+      if (!_txn.mail_ok || _txn.rcpt_ok == 0)
+        finish_message(false, _txn.mail_code ? _txn.mail_code : _txn.first_rcpt_code);
+      else
+        finish_message(is_2xx(r.code), r.code);
+      break;
+    case expect::quit:
+      _clean_end = true;
+      fail("QUIT answered", false);
+      break;
+  }
+  // Between messages, with every reply in: the next message (or QUIT).
+  if (!_closing && _ready && !_txn.active && !_quitting && _expect_head == _expect.size())
+    next_message();
+}
+
+void client::on_ehlo(const delivery::reply& r) {
+  if (r.code != 250) return setup_failed("EHLO was refused: " + r.one_line());
+  bool pipelining = false;
+  for (std::size_t i = 1; i < r.line_count(); ++i) {
+    std::string_view t = r.line_text(i);
+    auto word = t.substr(0, t.find(' '));
+    auto is = [&](std::string_view kw) {
+      return word.size() == kw.size() &&
+             std::equal(word.begin(), word.end(), kw.begin(),
+                        [](char a, char b) { return std::toupper(a) == b; });
+    };
+    if (is("PIPELINING")) pipelining = true;
+    if (is("SIZE")) _size_ext = true;
+    if (is("AUTH")) _auth_offered = true;
+  }
+  _pipelining = _opt.pipelining && pipelining;
+  if (_opt.auth == auth_mechanism::none) return ready();
+  if (!_auth_offered)
+    return setup_failed("--auth was given but the server does not offer AUTH after EHLO");
+  _auth_step = 0;
+  send({_w.shared.auth_first});
+  wait_for(expect::auth);
+}
+
+void client::on_auth(const delivery::reply& r) {
+  if (r.code == 235) return ready();
+  if (r.code == 334 && _opt.auth == auth_mechanism::login && _auth_step < 2) {
+    send({_auth_step++ == 0 ? _w.shared.auth_user : _w.shared.auth_pass});
+    wait_for(expect::auth);
+    return;
+  }
+  setup_failed("AUTH was refused: " + r.one_line() + " (check --user and --password)");
+}
+
+void client::ready() {
+  _ready = true;
+  _w.shared.any_ready.store(true, std::memory_order_relaxed);
+  _w.progress();
+}
+
+void client::next_message() {
+  if (_stop_after_message || (_opt.reuse != 0 && _messages >= _opt.reuse) ||
+      !_w.shared.claim()) {
+    quit();
+    return;
+  }
+  start_message();
+}
+
+void client::start_message() {
+  _txn = transaction{};
+  _txn.active = true;
+  _txn.size_index = _w.pick_size();
+  _txn.started_ns = now_ns();
+  bump(_w.live.in_flight);
+  const auto& m = _w.shared.messages[_txn.size_index];
+  std::string_view mail = _size_ext ? m.mail_with_size : m.mail_plain;
+  std::string_view rset = _need_rset ? rset_line : std::string_view{};
+  if (_need_rset) wait_for(expect::rset);
+  _need_rset = false;
+  if (_pipelining) {
+    // RFC 2920 3.1: MAIL, RCPT... and DATA in one group, DATA last.
+    send({rset, mail, m.rcpts_and_data});
+    wait_for(expect::mail);
+    for (std::uint32_t i = 0; i < _opt.rcpts; ++i) wait_for(expect::rcpt);
+    wait_for(expect::data);
+    return;
+  }
+  if (!rset.empty()) {
+    // The MAIL goes out once the RSET is answered (expect::rset).
+    send({rset});
+    return;
+  }
+  send_next_command();
+}
+
+// Without pipelining: MAIL, each RCPT, then DATA (or RSET when every
+// recipient was refused), one per reply.
+void client::send_next_command() {
+  const auto& m = _w.shared.messages[_txn.size_index];
+  std::uint32_t i = _txn.next_command++;
+  if (i == 0) {
+    send({_size_ext ? m.mail_with_size : m.mail_plain});
+    wait_for(expect::mail);
+    return;
+  }
+  std::size_t from = i == 1 ? 0 : m.command_ends[i - 2];
+  std::string_view cmd(m.rcpts_and_data.data() + from, m.command_ends[i - 1] - from);
+  if (i == _opt.rcpts + 1) {
+    if (_txn.rcpt_ok == 0) {
+      send({rset_line});
+      wait_for(expect::rset);
+      finish_message(false, _txn.first_rcpt_code);
+      return;
+    }
+    wait_for(expect::data);
+  } else {
+    wait_for(expect::rcpt);
+  }
+  send({cmd});
+}
+
+void client::on_data_reply(const delivery::reply& r) {
+  if (r.code != 354) {
+    _txn.data_code = r.code;
+    // The transaction stays open on the server when MAIL was accepted.
+    _need_rset = _txn.mail_ok;
+    std::uint16_t code = _txn.mail_code         ? _txn.mail_code
+                         : _txn.rcpt_ok == 0 && _txn.first_rcpt_code ? _txn.first_rcpt_code
+                                                                     : r.code;
+    finish_message(false, code);
+    return;
+  }
+  if (!_txn.mail_ok || _txn.rcpt_ok == 0) {
+    // A server that says 354 with no recipient: end the empty message.
+    send({end_of_data});
+    wait_for(expect::final);
+    return;
+  }
+  const auto& m = _w.shared.messages[_txn.size_index];
+  const std::string& header = _w.headers[_txn.size_index];
+  _header.assign(header);
+  char id[id_width];
+  format_id(_w.index, _w.next_seq(), id);
+  for (auto off : m.id_offsets) std::memcpy(_header.data() + off, id, id_width);
+  send({_header, m.wire_body});
+  wait_for(expect::final);
+}
+
+void client::finish_message(bool ok, std::uint16_t code) {
+  if (!_txn.active) return;
+  _txn.active = false;
+  ++_messages;
+  auto& t = _w.totals;
+  bump(_w.live.in_flight, ~std::uint64_t{0});
+  if (ok) {
+    t.latency.record(now_ns() - _txn.started_ns);
+    ++t.ok;
+    t.bytes += _w.shared.messages[_txn.size_index].size;
+    bump(_w.live.ok);
+    bump(_w.live.bytes, _w.shared.messages[_txn.size_index].size);
+  } else {
+    ++t.errors;
+    bump(_w.live.errors);
+  }
+  ++t.outcomes[code < t.outcomes.size() ? code : lost];
+  if (ok) _w.progress();
+}
+
+void client::quit() {
+  if (_quitting) return;
+  _quitting = true;
+  send({quit_line});
+  wait_for(expect::quit);
+}
+
+void client::stop_gracefully() {
+  _stop_after_message = true;
+  // Idle between messages only while waiting for nothing (a fresh
+  // connection still in its greeting or EHLO will QUIT once ready).
+  if (_ready && !_txn.active && !_quitting && _expect_head == _expect.size()) quit();
+}
+
+void client::send(std::initializer_list<std::string_view> parts) {
+  for (auto p : parts)
+    if (!p.empty()) _queued.push_back(p);
+  if (!_send_inflight && !_closing) submit_send();
+}
+
+// Moves queued parts into the iovec array and sends them in one sendmsg.
+void client::submit_send() {
+  if (_iov_count == 0) {
+    _iov_first = 0;
+    std::size_t n = std::min(_queued.size(), _iov.size());
+    for (std::size_t i = 0; i < n; ++i)
+      _iov[i] = {const_cast<char*>(_queued[i].data()), _queued[i].size()};
+    _queued.erase(_queued.begin(), _queued.begin() + static_cast<std::ptrdiff_t>(n));
+    _iov_count = n;
+  }
+  if (_iov_count == 0) return;
+  _msg = {};
+  _msg.msg_iov = _iov.data() + _iov_first;
+  _msg.msg_iovlen = _iov_count;
+  io_uring_sqe* s = _w.loop().sqe();
+  io_uring_prep_sendmsg(s, _fd, &_msg, MSG_NOSIGNAL);
+  io_uring_sqe_set_data64(s, _w.loop().token(_slot, op_send));
+  ++_inflight;
+  _send_inflight = true;
+}
+
+void client::on_send(int res) {
+  _send_inflight = false;
+  if (_closing) return;
+  if (res < 0) {
+    fail(std::string("send: ") + strerror(-res), true);
+    return;
+  }
+  _waiting_since_ms = _w.loop().now_ms();
+  auto left = static_cast<std::size_t>(res);
+  while (_iov_count > 0 && left >= _iov[_iov_first].iov_len) {
+    left -= _iov[_iov_first].iov_len;
+    ++_iov_first;
+    --_iov_count;
+  }
+  if (_iov_count > 0) {
+    auto& v = _iov[_iov_first];
+    v.iov_base = static_cast<char*>(v.iov_base) + left;
+    v.iov_len -= left;
+  }
+  if (_iov_count > 0 || !_queued.empty()) submit_send();
+}
+
+void client::tick(std::int64_t now_ms) {
+  if (_closing || _expect_head == _expect.size()) return;
+  if (now_ms - _waiting_since_ms > static_cast<std::int64_t>(_opt.timeout_s * 1000))
+    fail("no reply within " + std::to_string(static_cast<long>(_opt.timeout_s)) + " s (--timeout)",
+         true);
+}
+
+void client::setup_failed(const std::string& why) {
+  if (!_w.shared.any_ready.load(std::memory_order_relaxed)) {
+    _w.shared.set_fatal(why);
+  } else if (!_closing) {
+    _w.connection_failed();
+    if (_w.totals.connection_failures <= 3) std::fprintf(stderr, "ringbench send: %s\n", why.c_str());
+  }
+  fail(why, false);
+}
+
+// Ends the connection; `count` says whether losing it is an error worth
+// reporting (a message in flight is always counted as lost).
+void client::fail(const std::string& why, bool count) {
+  if (_closing) return;
+  if (count && !_txn.active && !_clean_end && !_quitting) {
+    _w.connection_failed();
+    if (_w.totals.connection_failures <= 3)
+      std::fprintf(stderr, "ringbench send: connection lost: %s\n", why.c_str());
+  }
+  if (_txn.active) finish_message(false, lost);
+  _closing = true;
+  cancel_all();
+}
+
+void client::cancel_all() {
+  if (_fd < 0 || _cancel_sent || _inflight == 0) return;
+  _cancel_sent = true;
+  io_uring_sqe* s = _w.loop().sqe();
+  io_uring_prep_cancel_fd(s, _fd, IORING_ASYNC_CANCEL_ALL);
+  io_uring_sqe_set_data64(s, _w.loop().token(_slot, op_cancel));
+  ++_inflight;
+}
+
+void client::maybe_done() {
+  if (!_closing || _inflight > 0 || _gone) return;
+  _gone = true;
+  if (_fd >= 0) ::close(_fd);
+  _fd = -1;
+  _w.client_gone(this, _clean_end);
+}
+
+void worker::run() {
+  try {
+    reactor::loop loop(reactor::loop_options{4096, 100});
+    _loop = &loop;
+    _last_progress_ms = util::monotonic_ms();
+    loop.on_tick([this](std::int64_t now) { tick(now); });
+    for (unsigned i = 0; i < _target; ++i) open_client();
+    loop.run();
+    _clients.clear();
+    _loop = nullptr;
+  } catch (const std::exception& e) {
+    shared.set_fatal(std::string("thread ") + std::to_string(index) + ": " + e.what());
+  }
+  live.finished.store(true);
+}
+
+void worker::open_client() {
+  _clients.push_back(std::make_unique<client>(*this));
+  _clients.back()->connect();
+}
+
+// A client is never destroyed inside its own completion handler (the loop
+// may still touch it): erase it after this batch of completions.
+void worker::client_gone(client* c, bool replace_now) {
+  _loop->defer([this, c, replace_now] {
+    std::erase_if(_clients, [c](const auto& p) { return p.get() == c; });
+    bool more = !_stopping && !_aborting && !shared.budget_spent();
+    if (more && replace_now && _clients.size() < _target) open_client();
+    if (_clients.empty() && !more) _loop->stop();
+  });
+}
+
+void worker::begin_stop(std::int64_t now_ms) {
+  _stopping = true;
+  _drain_deadline_ms = now_ms + static_cast<std::int64_t>(shared.opt.timeout_s * 1000);
+  for (auto& c : _clients) c->stop_gracefully();
+}
+
+void worker::tick(std::int64_t now_ms) {
+  if (shared.abort.load(std::memory_order_relaxed) && !_aborting) {
+    _aborting = true;
+    _stopping = true;
+    for (auto& c : _clients) c->abort();
+  }
+  if (!_stopping && shared.stop.load(std::memory_order_relaxed)) begin_stop(now_ms);
+  if (_stopping && !_aborting && now_ms > _drain_deadline_ms) {
+    _aborting = true;
+    for (auto& c : _clients) c->abort();
+  }
+  for (auto& c : _clients) c->tick(now_ms);
+  auto timeout_ms = static_cast<std::int64_t>(shared.opt.timeout_s * 1000);
+  if (_failures_since_progress > 0 && now_ms - _last_progress_ms > timeout_ms)
+    shared.set_fatal("no connection to " + shared.opt.server + " worked for " +
+                     std::to_string(timeout_ms / 1000) + " s (" +
+                     std::to_string(_failures_since_progress) + " failed); giving up");
+  bool more = !_stopping && !shared.budget_spent();
+  // Connections that failed are replaced here, at most once a tick.
+  while (more && _clients.size() < _target) open_client();
+  if (_clients.empty() && !more) _loop->stop();
+}
+
+// The summary, merged over the threads.
+struct summary {
+  histogram latency;
+  std::array<std::uint64_t, 600> outcomes{};
+  std::uint64_t ok = 0, errors = 0, bytes = 0, rcpt_refused = 0, connections = 0,
+                connection_failures = 0;
+};
+
+std::string code_name(std::size_t code) { return code == lost ? "conn" : std::to_string(code); }
+
+void print_text(const send_options& o, const summary& s, double elapsed, unsigned threads) {
+  double rate = elapsed > 0 ? static_cast<double>(s.ok) / elapsed : 0;
+  double mb = elapsed > 0 ? static_cast<double>(s.bytes) / 1e6 / elapsed : 0;
+  std::printf("ringbench send: %s, %u connection(s) on %u thread(s), pipelining %s\n",
+              o.server.c_str(), o.connections, threads, o.pipelining ? "on" : "off");
+  std::printf("  elapsed            %.2f s\n", elapsed);
+  std::printf("  messages ok        %s\n", grouped(s.ok).c_str());
+  std::printf("  errors             %s", grouped(s.errors).c_str());
+  bool first = true;
+  for (std::size_t c = 0; c < s.outcomes.size(); ++c) {
+    if (s.outcomes[c] == 0 || (c >= 200 && c < 300)) continue;
+    std::printf("%s%s: %s", first ? "  (" : ", ", code_name(c).c_str(),
+                grouped(s.outcomes[c]).c_str());
+    first = false;
+  }
+  std::printf("%s\n", first ? "" : ")");
+  std::printf("  replies            ");
+  first = true;
+  for (std::size_t c = 0; c < s.outcomes.size(); ++c) {
+    if (s.outcomes[c] == 0) continue;
+    std::printf("%s%s: %s", first ? "" : ", ", code_name(c).c_str(),
+                grouped(s.outcomes[c]).c_str());
+    first = false;
+  }
+  std::printf("%s\n", first ? "none" : "");
+  std::printf("  refused recipients %s\n", grouped(s.rcpt_refused).c_str());
+  std::printf("  connections        %s opened, %s failed\n", grouped(s.connections).c_str(),
+              grouped(s.connection_failures).c_str());
+  std::printf("  throughput         %s msg/s, %s MB/s\n", grouped(rate, 1).c_str(),
+              grouped(mb, 1).c_str());
+  const auto& h = s.latency;
+  std::printf("  latency MAIL->250  p50 %s, p90 %s, p99 %s, p99.9 %s, max %s\n",
+              duration_text(h.percentile(0.5)).c_str(), duration_text(h.percentile(0.9)).c_str(),
+              duration_text(h.percentile(0.99)).c_str(),
+              duration_text(h.percentile(0.999)).c_str(), duration_text(h.max()).c_str());
+}
+
+void print_json(const send_options& o, const summary& s, double elapsed, unsigned threads) {
+  json_object replies, errors;
+  for (std::size_t c = 0; c < s.outcomes.size(); ++c) {
+    if (s.outcomes[c] == 0) continue;
+    replies.add(code_name(c), s.outcomes[c]);
+    if (c < 200 || c >= 300) errors.add(code_name(c), s.outcomes[c]);
+  }
+  json_object sizes;
+  std::string size_list = "[";
+  for (std::size_t i = 0; i < o.sizes.size(); ++i) {
+    if (i) size_list += ",";
+    size_list += json_object()
+                     .add("size", o.sizes[i].value)
+                     .add("weight", std::uint64_t{o.sizes[i].weight})
+                     .str();
+  }
+  size_list += "]";
+  const auto& h = s.latency;
+  auto us = [](std::uint64_t ns) { return static_cast<double>(ns) / 1e3; };
+  json_object lat;
+  lat.add("count", h.count())
+      .add("p50", us(h.percentile(0.5)))
+      .add("p90", us(h.percentile(0.9)))
+      .add("p99", us(h.percentile(0.99)))
+      .add("p99_9", us(h.percentile(0.999)))
+      .add("min", us(h.min()))
+      .add("max", us(h.max()))
+      .add("mean", h.mean() / 1e3);
+  json_object j;
+  j.add("mode", "send")
+      .add("server", o.server)
+      .add("threads", std::uint64_t{threads})
+      .add("connections", std::uint64_t{o.connections})
+      .add("pipelining", o.pipelining)
+      .add("rcpts", std::uint64_t{o.rcpts})
+      .add("auth", o.auth == auth_mechanism::plain   ? "plain"
+                   : o.auth == auth_mechanism::login ? "login"
+                                                     : "none")
+      .add_raw("sizes", size_list)
+      .add("elapsed_s", elapsed)
+      .add("messages_ok", s.ok)
+      .add("errors", s.errors)
+      .add_raw("errors_by_code", errors.str())
+      .add_raw("replies", replies.str())
+      .add("rcpt_refused", s.rcpt_refused)
+      .add("connections_opened", s.connections)
+      .add("connection_failures", s.connection_failures)
+      .add("bytes", s.bytes)
+      .add("msgs_per_s", elapsed > 0 ? static_cast<double>(s.ok) / elapsed : 0.0)
+      .add("mb_per_s", elapsed > 0 ? static_cast<double>(s.bytes) / 1e6 / elapsed : 0.0)
+      .add_raw("latency_us", lat.str());
+  std::printf("%s\n", j.str().c_str());
+}
+
+}  // namespace
+
+int run_send(const send_options& opt) {
+  shared_state shared(opt);
+  unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+  unsigned threads = std::min<unsigned>(opt.threads ? opt.threads : cpus, opt.connections);
+
+  char date[40];
+  util::format_rfc5322_date(util::wall_seconds(), date);
+  message_params p;
+  p.from = opt.from;
+  p.to_domain = opt.to_domain;
+  p.rcpts = opt.rcpts;
+  p.date = date;
+  p.run_id = std::to_string(util::wall_ms());
+  try {
+    for (const auto& s : opt.sizes) {
+      p.size = s.value;
+      shared.messages.push_back(make_message(p));
+      shared.weights.push_back(s.weight);
+    }
+  } catch (const std::invalid_argument& e) {
+    std::fprintf(stderr, "ringbench send: --size: %s\n", e.what());
+    return 2;
+  }
+  shared.ehlo_line = "EHLO " + opt.ehlo + "\r\n";
+  if (opt.auth == auth_mechanism::plain) {
+    std::string ir = std::string(1, '\0') + opt.user + std::string(1, '\0') + opt.password;
+    shared.auth_first = "AUTH PLAIN " + base64(ir) + "\r\n";
+  } else if (opt.auth == auth_mechanism::login) {
+    shared.auth_first = "AUTH LOGIN\r\n";
+    shared.auth_user = base64(opt.user) + "\r\n";
+    shared.auth_pass = base64(opt.password) + "\r\n";
+  }
+  try {
+    reactor::loop::probe_kernel();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ringbench send: %s\n", e.what());
+    return 1;
+  }
+
+  block_stop_signals();
+  std::vector<std::unique_ptr<worker>> workers;
+  for (unsigned i = 0; i < threads; ++i)
+    workers.push_back(std::make_unique<worker>(
+        shared, i, opt.connections / threads + (i < opt.connections % threads ? 1 : 0)));
+  double start = now_s();
+  std::vector<std::thread> running;
+  for (auto& w : workers) running.emplace_back([&w] { w->run(); });
+
+  double limit = opt.duration_s > 0 ? opt.duration_s : max_unbounded_s;
+  double next_report = start + 1;
+  std::uint64_t last_ok = 0, last_bytes = 0;
+  int signals = 0;
+  for (;;) {
+    bool all_done = std::all_of(workers.begin(), workers.end(),
+                                [](const auto& w) { return w->live.finished.load(); });
+    if (all_done) break;
+    double now = now_s();
+    if (now >= next_report) {
+      std::uint64_t ok = 0, errors = 0, bytes = 0, in_flight = 0;
+      for (auto& w : workers) {
+        ok += w->live.ok.load(std::memory_order_relaxed);
+        errors += w->live.errors.load(std::memory_order_relaxed);
+        bytes += w->live.bytes.load(std::memory_order_relaxed);
+        in_flight += w->live.in_flight.load(std::memory_order_relaxed);
+      }
+      if (!opt.quiet)
+        std::fprintf(stderr, "ringbench send: %4.0fs  %s msg/s  %s MB/s  errors %s  in flight %s  done %s\n",
+                     now - start, grouped(ok - last_ok).c_str(),
+                     grouped(static_cast<double>(bytes - last_bytes) / 1e6, 1).c_str(),
+                     grouped(errors).c_str(), grouped(in_flight).c_str(), grouped(ok).c_str());
+      last_ok = ok;
+      last_bytes = bytes;
+      next_report += 1;
+    }
+    if (now - start >= limit) shared.stop.store(true);
+    int wait_ms = std::clamp(static_cast<int>((std::min(next_report, start + limit) - now) * 1000),
+                             1, 100);
+    if (int sig = wait_signal(wait_ms); sig != 0) {
+      if (++signals == 1) {
+        std::fprintf(stderr,
+                     "ringbench send: %s: finishing the messages in flight (again to abort)\n",
+                     strsignal(sig));
+        shared.stop.store(true);
+      } else {
+        shared.abort.store(true);
+      }
+    }
+  }
+  for (auto& t : running) t.join();
+  double elapsed = now_s() - start;
+
+  summary s;
+  for (auto& w : workers) {
+    const auto& t = w->totals;
+    s.latency.merge(t.latency);
+    for (std::size_t c = 0; c < s.outcomes.size(); ++c) s.outcomes[c] += t.outcomes[c];
+    s.ok += t.ok;
+    s.errors += t.errors;
+    s.bytes += t.bytes;
+    s.rcpt_refused += t.rcpt_refused;
+    s.connections += t.connections;
+    s.connection_failures += t.connection_failures;
+  }
+  if (!shared.fatal.empty()) {
+    std::fprintf(stderr, "ringbench send: %s\n", shared.fatal.c_str());
+    if (s.ok + s.errors == 0) return 1;
+  }
+  if (opt.json)
+    print_json(opt, s, elapsed, threads);
+  else
+    print_text(opt, s, elapsed, threads);
+  if (!shared.fatal.empty()) return 1;
+  if (s.ok == 0) std::fprintf(stderr, "ringbench send: no message was sent successfully\n");
+  return s.errors > 0 || s.connection_failures > 0 || s.ok == 0 ? 1 : 0;
+}
+
+}  // namespace ringrelay::ringbench
