@@ -357,6 +357,7 @@ void writer::maybe_sync() {
   _sync_inflight = true;
   _sync_error = 0;
   _syncs_outstanding = 0;
+  _sync_covers = _completed_upto;
   for (auto& [seq, seg] : _segments) {
     if (!seg.dirty) continue;
     seg.dirty = false;
@@ -372,6 +373,7 @@ void writer::sync_completed(int res) {
   if (res < 0 && !_sync_error) _sync_error = res;
   if (_syncs_outstanding > 0 && --_syncs_outstanding > 0) return;
   _sync_inflight = false;
+  if (!_sync_error) _synced_upto = std::max(_synced_upto, _sync_covers);
   if (_sync_error) {
     // The page cache may have dropped the failed pages: nothing this sync
     // covered may be acknowledged, and the segment is not trusted further.
@@ -434,7 +436,11 @@ void writer::record_failed(const stored_message& m, std::string_view reason,
 void writer::release(const stored_message& m) {
   for (auto seq : m.segments) {
     auto it = _segments.find(seq);
-    if (it != _segments.end() && it->second.live > 0) --it->second.live;
+    if (it == _segments.end()) continue;
+    if (it->second.live > 0) --it->second.live;
+    // The state records that finished the message were submitted just
+    // before this call.
+    it->second.dead_after = std::max(it->second.dead_after, _next_write - 1);
   }
   delete_dead_segments();
 }
@@ -446,7 +452,10 @@ void writer::delete_dead_segments() {
   while (!_segments.empty()) {
     auto it = _segments.begin();
     if (it->first == _current || it->second.live > 0) return;
-    if (it->second.dirty || _sync_inflight) return;  // let pending syncs finish first
+    // The done records that made this segment dead may lie in a newer
+    // segment: delete only once a completed sync covers them, or a crash
+    // could bring a delivered message back as incomplete.
+    if (_synced_upto < it->second.dead_after) return;
     // The name must stay valid until the SQE is submitted (below).
     std::string name = segment_name(it->first);
     io_uring_sqe* s = _loop.sqe();
@@ -566,6 +575,7 @@ void writer::tick(std::int64_t now_ms) {
     // Else an earlier failed sync's error would be reported again when this
     // one completes, and would cut the segment in use short.
     _sync_error = 0;
+    _sync_covers = _completed_upto;
     for (auto& [seq, seg] : _segments) {
       if (!seg.dirty) continue;
       seg.dirty = false;
@@ -575,6 +585,8 @@ void writer::tick(std::int64_t now_ms) {
       io_uring_prep_fsync(s, seg.fd, IORING_FSYNC_DATASYNC);
       io_uring_sqe_set_data64(s, _loop.token(_slot, op_sync));
     }
+    // Nothing dirty: every completed write is covered by a finished sync.
+    if (!_sync_inflight) _synced_upto = std::max(_synced_upto, _completed_upto);
   }
   delete_dead_segments();
 }

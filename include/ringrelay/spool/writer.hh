@@ -113,6 +113,9 @@ class writer final : public reactor::owner {
     std::uint64_t tail = 0;  // next free offset
     std::uint32_t live = 0;  // messages with records here, not yet finished
     bool dirty = false;      // written since its last sync
+    // Write number of the last state record that finished a message living
+    // here; the segment may go once a completed sync covers it.
+    std::uint64_t dead_after = 0;
   };
   struct write_op final : reactor::owner {
     void on_completion(std::uint8_t op, const io_uring_cqe& cqe) override;
@@ -202,7 +205,8 @@ class writer final : public reactor::owner {
   bool _sync_inflight = false;
   int _syncs_outstanding = 0;
   int _sync_error = 0;
-  std::uint64_t _sync_covers = 0;
+  std::uint64_t _sync_covers = 0;  // writes the sync in flight covers
+  std::uint64_t _synced_upto = 0;  // every write <= this is on disk
   std::deque<waiter> _syncing;
 };
 
