@@ -10,6 +10,9 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <ringrelay/accounts/table.hh>
+#include <ringrelay/auth/password.hh>
+#include <ringrelay/auth/verifier.hh>
 #include <ringrelay/config/config.hh>
 #include <ringrelay/log/log.hh>
 #include <ringrelay/net/listener.hh>
@@ -153,6 +156,29 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  // Accounts: a missing file means no AUTH (trusted networks only); a bad
+  // one is an error. Reloaded on SIGHUP.
+  accounts::counter_store counters;
+  std::shared_ptr<const accounts::table> users;
+  auto load_users = [&]() -> std::shared_ptr<const accounts::table> {
+    return accounts::load(cfg->accounts.file, counters, auth::password_hash_problem);
+  };
+  if (std::filesystem::exists(cfg->accounts.file)) {
+    try {
+      users = load_users();
+    } catch (const config::config_error& e) {
+      fprintf(stderr, "ringrelay: accounts error: %s\n", e.what());
+      return 1;
+    }
+  } else {
+    RR_WARN(
+        "accounts file %s not found: AUTH is not offered, only trusted_networks may send "
+        "(create accounts with ringrelayctl user add)",
+        cfg->accounts.file.c_str());
+  }
+  std::unique_ptr<auth::verifier> verifier;
+  if (users) verifier = std::make_unique<auth::verifier>(cfg->auth.workers, 4096);
+
   std::vector<std::unique_ptr<app::shard>> shards;
   try {
     reactor::loop::probe_kernel();
@@ -164,7 +190,7 @@ int main(int argc, char** argv) {
     for (unsigned i = 0; i < cfg->shards; ++i) {
       std::vector<int> fds;
       for (const auto& l : cfg->listeners) fds.push_back(net::open_listener(l.address, l.port));
-      shards.push_back(std::make_unique<app::shard>(i, cfg, std::move(fds)));
+      shards.push_back(std::make_unique<app::shard>(i, cfg, std::move(fds), users, verifier.get()));
     }
     for (auto& s : shards) s->start();
   } catch (const std::exception& e) {
@@ -184,7 +210,19 @@ int main(int argc, char** argv) {
     int sig = 0;
     sigwait(&sigs, &sig);
     if (sig == SIGHUP) {
-      RR_INFO("SIGHUP: configuration reload is not available yet; keeping the running one");
+      // users.json is reloaded; the rest of the configuration reloads later.
+      if (!users) {
+        RR_WARN("SIGHUP: AUTH was off at start (no %s); restart to enable it",
+                cfg->accounts.file.c_str());
+        continue;
+      }
+      try {
+        users = load_users();
+        for (auto& s : shards) s->set_accounts(users);
+        RR_INFO("SIGHUP: reloaded %s (%zu accounts)", cfg->accounts.file.c_str(), users->size());
+      } catch (const config::config_error& e) {
+        RR_ERROR("SIGHUP: %s; keeping the accounts already loaded", e.what());
+      }
       continue;
     }
     RR_INFO("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -192,6 +230,7 @@ int main(int argc, char** argv) {
   }
   for (auto& s : shards) s->request_stop();
   for (auto& s : shards) s->join();
+  if (verifier) verifier->stop();
   RR_INFO("ringrelay stopped");
   return 0;
 }

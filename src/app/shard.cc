@@ -22,13 +22,17 @@ struct shard::state {
   std::promise<void> started;
   std::unique_ptr<reactor::loop> loop;
   std::function<void()> stop_hook;  // runs on the shard's thread
+  smtp::server* server = nullptr;   // for reloads, on the shard's thread
 };
 
 shard::shard(unsigned index, std::shared_ptr<const config::server_config> cfg,
-             std::vector<int> listen_fds)
+             std::vector<int> listen_fds, std::shared_ptr<const accounts::table> accounts,
+             auth::verifier* verifier)
     : _index(index),
       _cfg(std::move(cfg)),
       _listen_fds(std::move(listen_fds)),
+      _accounts(std::move(accounts)),
+      _verifier(verifier),
       _state(std::make_unique<state>()) {}
 
 shard::~shard() {
@@ -45,6 +49,13 @@ void shard::request_stop() {
   if (_state->loop)
     _state->loop->post([s = _state.get()] {
       if (s->stop_hook) s->stop_hook();
+    });
+}
+
+void shard::set_accounts(std::shared_ptr<const accounts::table> table) {
+  if (_state->loop)
+    _state->loop->post([s = _state.get(), table = std::move(table)]() mutable {
+      if (s->server) s->server->set_accounts(std::move(table));
     });
 }
 
@@ -93,6 +104,12 @@ void shard::run() {
     smtp::server_options opt;
     opt.tls = tls_server.get();
     opt.tls_handshake_timeout_ms = cfg.tls.handshake_timeout * 1000;
+    opt.session.auth = _accounts != nullptr && _verifier != nullptr;
+    opt.session.auth_require_tls = cfg.auth.require_tls;
+    opt.verifier = _verifier;
+    opt.activation_delay = cfg.accounts.activation_delay;
+    opt.limiter.max_failures = cfg.auth.max_failures;
+    opt.limiter.window_ms = std::int64_t{cfg.auth.failure_window} * 1000;
     opt.session.hostname = cfg.hostname;
     opt.session.limits.command_line = cfg.limits.command_line;
     opt.session.limits.text_line = cfg.limits.text_line;
@@ -110,6 +127,8 @@ void shard::run() {
           return false;
         },
         [&deliver](spool::stored_message&& m) { deliver->enqueue(std::move(m)); });
+    server->set_accounts(_accounts);
+    _state->server = server.get();
     for (std::size_t i = 0; i < _listen_fds.size(); ++i) {
       smtp::listener_kind kind = smtp::listener_kind::plain;
       if (cfg.listeners[i].tls == config::tls_mode::starttls) kind = smtp::listener_kind::starttls;

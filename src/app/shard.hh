@@ -7,6 +7,8 @@
 #pragma once
 
 #include <memory>
+#include <ringrelay/accounts/table.hh>
+#include <ringrelay/auth/verifier.hh>
 #include <ringrelay/config/config.hh>
 #include <thread>
 #include <vector>
@@ -15,8 +17,11 @@ namespace ringrelay::app {
 
 class shard {
  public:
+  // `accounts` may be null (no accounts file: AUTH is not offered); then
+  // `verifier` may be null too.
   shard(unsigned index, std::shared_ptr<const config::server_config> cfg,
-        std::vector<int> listen_fds);
+        std::vector<int> listen_fds, std::shared_ptr<const accounts::table> accounts,
+        auth::verifier* verifier);
   ~shard();
 
   // Starts the thread; returns once the shard has recovered its spool and
@@ -24,6 +29,8 @@ class shard {
   void start();
   // Asks the shard to stop gracefully (any thread).
   void request_stop();
+  // Hands a reloaded account table to the shard (any thread).
+  void set_accounts(std::shared_ptr<const accounts::table> table);
   void join();
   int exit_status() const { return _status; }
 
@@ -34,6 +41,8 @@ class shard {
   unsigned _index;
   std::shared_ptr<const config::server_config> _cfg;
   std::vector<int> _listen_fds;
+  std::shared_ptr<const accounts::table> _accounts;
+  auth::verifier* _verifier;
   std::thread _thread;
   std::unique_ptr<state> _state;
   int _status = 0;

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstring>
 #include <deque>
+#include <ringrelay/accounts/timestamp.hh>
+#include <ringrelay/auth/password.hh>
 #include <ringrelay/log/log.hh>
 #include <ringrelay/net/listener.hh>
 #include <ringrelay/smtp/server.hh>
@@ -71,7 +73,15 @@ class connection final : public reactor::owner {
     if (!_closing && !_recv_armed && !_paused) arm_recv();
   }
   void idle_check(std::int64_t now, std::int64_t limit_ms) {
-    if (_closing || _close_after_flush || _commit_pending) return;
+    if (_auth_reply_at && now >= _auth_reply_at) {
+      // A failed AUTH answered late (brute-force slowdown).
+      _auth_reply_at = 0;
+      _session.auth_failed(_auth_hint);
+      _last_activity = now;
+      process();
+    }
+    if (_closing || _close_after_flush || _commit_pending || _auth_pending || _auth_reply_at)
+      return;
     if (_tls && !_tls->established() && now > _tls_deadline) {
       RR_INFO("TLS handshake timed out client=%s", _session.peer().address.c_str());
       begin_close();
@@ -251,6 +261,9 @@ class connection final : public reactor::owner {
 
   void process();
   void handle(event ev);
+  void authenticate();
+  void authenticated(const auth::verification_cache::key& key, auth::verify_result result,
+                     bool hint);
   void commit();
   void commit_done(int err, spool::stored_message* msg);
 
@@ -271,7 +284,9 @@ class connection final : public reactor::owner {
   }
 
   void maybe_destroy() {
-    if (!_closing || _destroying || _recv_armed || _send_inflight || _commit_pending) return;
+    if (!_closing || _destroying || _recv_armed || _send_inflight || _commit_pending ||
+        _auth_pending)
+      return;
     _destroying = true;
     io_uring_sqe* s = _srv._loop.sqe();
     io_uring_prep_close(s, _fd);
@@ -304,7 +319,10 @@ class connection final : public reactor::owner {
   bool _tls_encrypt = false;  // output goes through TLS
   bool _tls_switch = false;   // after the queued plaintext 220, encrypt
   bool _refuse_after_handshake = false;
-  bool _peer_closed = false;  // TLS close_notify or error: finish, then close
+  bool _peer_closed = false;        // TLS close_notify or error: finish, then close
+  bool _auth_pending = false;       // a verification runs on a worker
+  std::int64_t _auth_reply_at = 0;  // a failed AUTH's 535 is due then
+  bool _auth_hint = false;
   std::int64_t _tls_deadline = 0;
 };
 
@@ -396,6 +414,9 @@ void connection::handle(event ev) {
         _spool_open = false;
       }
       break;
+    case event::authenticate:
+      authenticate();
+      break;
     case event::starttls:
       // RFC 3207 4.2 (CVE-2011-0411): whatever the client pipelined after
       // STARTTLS was sent in the clear and is thrown away.
@@ -405,6 +426,79 @@ void connection::handle(event ev) {
     case event::need_more:
     case event::none:
       break;
+  }
+}
+
+void connection::authenticate() {
+  const peer_info& peer = _session.peer();
+  auto client = auth::client_key::from_string(peer.address);
+  std::int64_t now = _srv._loop.now_ms();
+  if (client && _srv._limiter.blocked(*client, now)) {
+    RR_INFO("auth refused client=%s: too many failures", peer.address.c_str());
+    _session.auth_blocked();
+    _close_after_flush = true;
+    return;
+  }
+  const auto& creds = _session.credentials();
+  const accounts::account* a = _srv._accounts ? _srv._accounts->find(creds.username) : nullptr;
+  // An unknown or disabled account is checked against no hash: the worker
+  // still spends a PBKDF2's time, so the reply cannot tell the cases apart.
+  std::string encoded = a && a->enabled ? a->password : std::string();
+  bool hint = !a && creds.username.find('@') != std::string::npos;
+  auto key = _srv._auth_cache.make_key(creds.username, creds.password, encoded);
+  if (!encoded.empty() && _srv._auth_cache.lookup(key)) {
+    authenticated(key, auth::verify_result::match, hint);
+    return;
+  }
+  auth::verify_job job;
+  job.username = creds.username;
+  job.password = creds.password;
+  job.encoded_hash = std::move(encoded);
+  reactor::loop* loop = &_srv._loop;
+  job.post = [loop](std::function<void()> fn) { loop->post(std::move(fn)); };
+  // The connection is not destroyed while _auth_pending, so `this` is
+  // valid when the completion runs on this shard.
+  job.completion = [this, key, hint](auth::verify_result r) {
+    _auth_pending = false;
+    if (_closing) {
+      maybe_destroy();
+      return;
+    }
+    authenticated(key, r, hint);
+    process();
+    _srv.schedule_flush(this);
+  };
+  _auth_pending = true;
+  if (!_srv._opt.verifier->submit(std::move(job))) {
+    _auth_pending = false;
+    // RFC 4954 6: a temporary failure the client may retry.
+    _session.auth_failed(false);
+    RR_WARN("auth queue full client=%s", peer.address.c_str());
+  }
+}
+
+void connection::authenticated(const auth::verification_cache::key& key, auth::verify_result result,
+                               bool hint) {
+  const peer_info& peer = _session.peer();
+  if (result == auth::verify_result::match) {
+    _srv._auth_cache.insert(key);
+    RR_INFO("auth ok client=%s account=%s", peer.address.c_str(), key.username.c_str());
+    _session.auth_succeeded(key.username);
+    return;
+  }
+  auto client = auth::client_key::from_string(peer.address);
+  auth::failure_verdict v;
+  if (client) v = _srv._limiter.record_failure(*client, _srv._loop.now_ms());
+  RR_INFO("auth failed client=%s login=%s%s", peer.address.c_str(), key.username.c_str(),
+          v.blocked ? " (address blocked)" : "");
+  if (v.blocked) {
+    _session.auth_blocked();
+    _close_after_flush = true;
+  } else if (v.delay_ms > 0) {
+    _auth_reply_at = _srv._loop.now_ms() + v.delay_ms;
+    _auth_hint = hint;
+  } else {
+    _session.auth_failed(hint);
   }
 }
 
@@ -426,6 +520,8 @@ void connection::commit() {
   env.sender.assign(_session.sender());
   env.recipients = _session.recipients();
   env.tls_info = _session.tls_info();
+  env.account = _session.account();
+  env.auth_info = _session.account();
   if (!_spool_open) {
     // An empty BDAT LAST message never opened a spool message.
     _queue_id = _srv._ids.next(util::wall_seconds());
@@ -510,10 +606,17 @@ server::server(reactor::loop& loop, reactor::buffer_pool& buffers, spool::writer
       _opt(std::move(opt)),
       _starttls_cfg(_opt.session),
       _plain(_opt.tls_buffers, 16384),
+      _activation(_opt.activation_delay),
+      _limiter(_opt.limiter),
       _trusted(std::move(trusted)),
       _on_accepted(std::move(on_accepted)),
       _ids(_opt.shard) {
   _starttls_cfg.starttls = true;
+  auto policy = [this](std::string_view account, std::string_view sender) {
+    return mail_policy(account, sender);
+  };
+  _opt.session.mail_policy = policy;
+  _starttls_cfg.mail_policy = policy;
   _loop.on_tick([this](std::int64_t now) { tick(now); });
   _loop.on_turn_end([this] { turn_end(); });
 }
@@ -560,6 +663,29 @@ void server::destroy(connection* c) {
     _connections.pop_back();
     --_live;
   });
+}
+
+void server::set_accounts(std::shared_ptr<const accounts::table> table) {
+  _accounts = std::move(table);
+}
+
+std::string server::mail_policy(std::string_view account, std::string_view sender) const {
+  const accounts::account* a = _accounts ? _accounts->find(account) : nullptr;
+  if (!a || !a->enabled)
+    return "535 5.7.8 Error: account " + std::string(account) +
+           " is no longer active; authenticate again";
+  std::int64_t now = util::wall_seconds();
+  if (!_activation.active(*a, now))
+    return "451 4.7.0 Error: account " + a->username + " becomes active at " +
+           accounts::format_rfc3339(_activation.active_at(*a)) + " (new accounts wait " +
+           std::to_string(_activation.delay() / 60) + " minutes); try again then";
+  if (auto at = sender.rfind('@'); at != std::string_view::npos) {
+    std::string_view domain = sender.substr(at + 1);
+    if (!accounts::sender_domain_allowed(*a, domain))
+      return "550 5.7.1 Error: account " + a->username + " may not send from " +
+             std::string(domain) + "; use one of the sender domains registered for it";
+  }
+  return {};
 }
 
 void server::turn_end() {

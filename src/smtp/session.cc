@@ -47,7 +47,8 @@ const session::command_entry session::commands[] = {
     {verb::help, any_command_state, &session::on_help},
     // RFC 3207 4: not inside a transaction.
     {verb::starttls, bit(state::fresh) | bit(state::ready), &session::on_starttls},
-    {verb::auth, any_command_state, &session::on_not_available},
+    // RFC 4954 4: not inside a transaction.
+    {verb::auth, bit(state::fresh) | bit(state::ready), &session::on_auth},
 };
 
 const char* state_name(state s) {
@@ -66,6 +67,10 @@ const char* state_name(state s) {
       return "bdat";
     case state::bdat_next:
       return "bdat_next";
+    case state::auth:
+      return "auth";
+    case state::authenticating:
+      return "authenticating";
     case state::committing:
       return "committing";
     case state::closing:
@@ -123,10 +128,14 @@ void session::reset_transaction() {
 }
 
 feed_result session::feed(std::string_view in) {
-  if (_state == state::closing || _state == state::committing || in_body())
+  if (_state == state::closing || _state == state::committing || _state == state::authenticating ||
+      in_body())
     return {0, event::need_more};
   auto nl = in.find('\n');
-  std::size_t limit = _cfg.limits.command_line;
+  // AUTH lines may be longer than commands (RFC 4954 4: 12288 octets); the
+  // command limit is applied per line below.
+  std::size_t limit =
+      std::max<std::size_t>(_cfg.limits.command_line, auth::sasl_exchange::max_line);
   if (nl == std::string_view::npos) {
     // Keep at most one command line; beyond the limit drop bytes until the
     // end of the line and answer then, so the reply stays in sequence.
@@ -142,10 +151,12 @@ feed_result session::feed(std::string_view in) {
   if (_line_overflow || _line.size() + consumed > limit) {
     _line_overflow = false;
     _line.clear();
-    reply("500 5.5.2 Error: command line too long (the limit is " + std::to_string(limit) +
-          " octets including CRLF)");
+    if (_state == state::auth) return {consumed, sasl_result(_sasl.line_too_long())};
+    reply("500 5.5.2 Error: command line too long (the limit is " +
+          std::to_string(_cfg.limits.command_line) + " octets including CRLF)");
     return {consumed, event::none};
   }
+  std::size_t line_octets = _line.size() + consumed;  // CRLF included
   std::string_view line;
   if (_line.empty()) {
     line = in.substr(0, nl);
@@ -156,6 +167,19 @@ feed_result session::feed(std::string_view in) {
   // RFC 5321 2.3.8 wants CRLF; a bare LF ending a command line is accepted
   // as most servers do (it cannot smuggle anything outside a message).
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (_state == state::auth) {
+    event ev = sasl_result(_sasl.step(line));
+    _line.clear();
+    return {consumed, ev};
+  }
+  bool auth_line = line.size() >= 5 && (line[0] | 0x20) == 'a' && (line[1] | 0x20) == 'u' &&
+                   (line[2] | 0x20) == 't' && (line[3] | 0x20) == 'h' && line[4] == ' ';
+  if (!auth_line && line_octets > _cfg.limits.command_line) {
+    _line.clear();
+    reply("500 5.5.2 Error: command line too long (the limit is " +
+          std::to_string(_cfg.limits.command_line) + " octets including CRLF)");
+    return {consumed, event::none};
+  }
   auto r = execute(line);
   _line.clear();
   return {consumed, r.ev};
@@ -208,6 +232,7 @@ event session::on_ehlo(const command& c) {
   reply("250-SMTPUTF8");
   reply("250-ENHANCEDSTATUSCODES");
   if (_cfg.starttls && !tls()) reply("250-STARTTLS");
+  if (_cfg.auth && (tls() || !_cfg.auth_require_tls)) reply("250-AUTH PLAIN LOGIN");
   reply("250 CHUNKING");
   enter(state::ready);
   return ev;
@@ -224,19 +249,18 @@ event session::on_helo(const command& c) {
 }
 
 event session::on_mail(const command& c) {
-  // Authentication comes with the AUTH module; until then only trusted
-  // networks may send, so ringrelay is never an open relay.
-  if (!_peer.trusted) {
+  // Only authenticated accounts and trusted networks may send: ringrelay
+  // is never an open relay.
+  if (!_peer.trusted && _account.empty()) {
     reply("530 5.7.0 Authentication required");
     return event::none;
   }
-  // The parser accepts BODY=BINARYMIME and leaves it to us to refuse what
-  // EHLO did not offer (command.hh). BINARYMIME is not offered: a binary body
-  // has bare CR and LF, which the scanner refuses (RFC 1869: 555 for a
-  // parameter not implemented).
-  if (c.body == body_type::binary_mime) {
-    reply("555 5.5.4 Error: BODY=BINARYMIME is not supported; send the message as 8BITMIME");
-    return event::none;
+  if (!_account.empty() && _cfg.mail_policy) {
+    std::string refusal = _cfg.mail_policy(_account, c.address);
+    if (!refusal.empty()) {
+      reply(refusal);
+      return event::none;
+    }
   }
   if (has_non_ascii(c.address) && !c.smtputf8) {
     reply("553 5.6.7 Error: a non-ASCII sender address needs the SMTPUTF8 parameter");
@@ -438,9 +462,66 @@ void session::tls_started(std::string_view version, std::string_view cipher) {
   enter(state::fresh);
 }
 
-event session::on_not_available(const command&) {
-  reply("502 5.5.1 Error: command not implemented on this server");
+event session::on_auth(const command& c) {
+  if (!_cfg.auth) {
+    reply("502 5.5.1 Error: AUTH is not offered here");
+    return event::none;
+  }
+  if (!_account.empty()) {
+    reply("503 5.5.1 Error: already authenticated");
+    return event::none;
+  }
+  if (!_esmtp) {
+    reply("503 5.5.1 Error: send EHLO before AUTH");
+    return event::none;
+  }
+  if (_cfg.auth_require_tls && !tls()) {
+    reply(
+        "538 5.7.11 Encryption required for requested authentication mechanism; use STARTTLS "
+        "first");
+    return event::none;
+  }
+  std::string_view arg = c.arg;
+  auto space = arg.find(' ');
+  std::string_view mechanism = arg.substr(0, space);
+  std::string_view initial = space == std::string_view::npos ? "" : arg.substr(space + 1);
+  return sasl_result(_sasl.start(mechanism, initial));
+}
+
+event session::sasl_result(const auth::sasl_exchange::result& r) {
+  switch (r.st) {
+    case auth::sasl_exchange::status::challenge:
+      reply(r.reply);
+      enter(state::auth);
+      return event::none;
+    case auth::sasl_exchange::status::error:
+      reply(r.reply);
+      enter(_esmtp ? state::ready : state::fresh);
+      return event::none;
+    case auth::sasl_exchange::status::credentials:
+      enter(state::authenticating);
+      return event::authenticate;
+  }
   return event::none;
+}
+
+void session::auth_succeeded(std::string_view account) {
+  _account.assign(account);
+  reply("235 2.7.0 Authentication successful");
+  enter(state::ready);
+}
+
+void session::auth_failed(bool login_hint) {
+  reply(login_hint ? "535 5.7.8 Authentication credentials invalid; log in with your account's "
+                     "username, not an email address"
+                   : "535 5.7.8 Authentication credentials invalid");
+  enter(state::ready);
+}
+
+void session::auth_blocked() {
+  reply("421 4.7.0 " + _cfg.hostname +
+        " Too many failed authentication attempts from your address; try again later");
+  enter(state::closing);
 }
 
 }  // namespace ringrelay::smtp

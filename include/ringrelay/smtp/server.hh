@@ -16,6 +16,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <ringrelay/accounts/policy.hh>
+#include <ringrelay/accounts/table.hh>
+#include <ringrelay/auth/failure_limiter.hh>
+#include <ringrelay/auth/verification_cache.hh>
+#include <ringrelay/auth/verifier.hh>
 #include <ringrelay/reactor/buffer_pool.hh>
 #include <ringrelay/reactor/loop.hh>
 #include <ringrelay/smtp/session.hh>
@@ -34,6 +39,11 @@ struct server_options {
   const tls::context* tls = nullptr;
   std::uint32_t tls_handshake_timeout_ms = 30000;
   std::uint32_t tls_buffers = 1024;  // plaintext buffers per shard
+  // AUTH: the process's password-hashing workers (null: AUTH not offered)
+  // and the account rules.
+  auth::verifier* verifier = nullptr;
+  std::uint32_t activation_delay = 900;  // seconds
+  auth::limiter_config limiter;
   std::uint32_t idle_timeout_ms = 300000;
   std::uint32_t max_sessions = 10000;
   std::uint32_t max_queued_buffers = 8;  // per connection, before recv pauses
@@ -66,12 +76,17 @@ class server {
 
   std::size_t sessions() const { return _live; }
 
+  // The account table to authenticate against; replaced whole on reload.
+  // Sessions already authenticated keep their account name.
+  void set_accounts(std::shared_ptr<const accounts::table> table);
+
  private:
   friend class connection;
   void tick(std::int64_t now_ms);
   void turn_end();
   void schedule_flush(connection* c);
   void destroy(connection* c);
+  std::string mail_policy(std::string_view account, std::string_view sender) const;
 
   reactor::loop& _loop;
   reactor::buffer_pool& _buffers;
@@ -79,6 +94,10 @@ class server {
   server_options _opt;
   session_config _starttls_cfg;  // _opt.session with STARTTLS offered
   reactor::local_pool _plain;    // TLS plaintext buffers
+  std::shared_ptr<const accounts::table> _accounts;
+  accounts::activation _activation;
+  auth::verification_cache _auth_cache;
+  auth::failure_limiter _limiter;
   trust_check _trusted;
   accepted_sink _on_accepted;
   util::queue_id_generator _ids;

@@ -30,6 +30,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <ringrelay/auth/sasl.hh>
 #include <ringrelay/smtp/command.hh>
 #include <ringrelay/smtp/data_scanner.hh>
 #include <span>
@@ -49,7 +51,13 @@ struct session_limits {
 struct session_config {
   std::string hostname;
   session_limits limits;
-  bool starttls = false;  // STARTTLS offered on this listener (a certificate is loaded)
+  bool starttls = false;          // STARTTLS offered on this listener (a certificate is loaded)
+  bool auth = false;              // AUTH offered (accounts are configured)
+  bool auth_require_tls = false;  // AUTH only inside TLS (538 5.7.11 before)
+  // Account policy at MAIL FROM for an authenticated session: returns the
+  // refusal reply ("451 4.7.0 ...", "550 5.7.1 ...") or "" to accept.
+  // Sender verification (DNS) and quota checks plug in here too.
+  std::function<std::string(std::string_view account, std::string_view sender)> mail_policy;
 };
 
 struct peer_info {
@@ -59,28 +67,31 @@ struct peer_info {
 };
 
 enum class state : std::uint8_t {
-  fresh,       // greeted, waiting for EHLO/HELO
-  ready,       // after EHLO/HELO or RSET: waiting for MAIL
-  mail,        // MAIL accepted: waiting for RCPT
-  rcpt,        // at least one RCPT accepted: RCPT, DATA or BDAT
-  data,        // DATA body streaming
-  bdat,        // BDAT chunk streaming
-  bdat_next,   // a non-LAST chunk was received: BDAT (or RSET) next
-  committing,  // end of message: waiting for the spool
-  closing,     // QUIT or a fatal error: no more input is read
+  fresh,           // greeted, waiting for EHLO/HELO
+  ready,           // after EHLO/HELO or RSET: waiting for MAIL
+  mail,            // MAIL accepted: waiting for RCPT
+  rcpt,            // at least one RCPT accepted: RCPT, DATA or BDAT
+  data,            // DATA body streaming
+  bdat,            // BDAT chunk streaming
+  bdat_next,       // a non-LAST chunk was received: BDAT (or RSET) next
+  committing,      // end of message: waiting for the spool
+  auth,            // a SASL exchange: the next line is a response, not a command
+  authenticating,  // credentials given: waiting for their verification
+  closing,         // QUIT or a fatal error: no more input is read
 };
 
 const char* state_name(state s);
 
 enum class event : std::uint8_t {
-  need_more,  // all input consumed without completing a command line
-  none,       // a command was handled; feed the rest
-  body,       // body octets expected: use scan()
-  commit,     // store the message, then committed() / commit_failed()
-  discard,    // drop the current message's spooled octets
-  close,      // flush output, then close the connection
-  starttls,   // send the 220 in plaintext, drop the rest of the input, and
-              // start a TLS handshake; then call tls_started()
+  need_more,     // all input consumed without completing a command line
+  none,          // a command was handled; feed the rest
+  body,          // body octets expected: use scan()
+  commit,        // store the message, then committed() / commit_failed()
+  discard,       // drop the current message's spooled octets
+  close,         // flush output, then close the connection
+  starttls,      // send the 220 in plaintext, drop the rest of the input, and
+                 // start a TLS handshake; then call tls_started()
+  authenticate,  // verify credentials(), then auth_succeeded() / auth_failed()
 };
 
 struct feed_result {
@@ -122,6 +133,16 @@ class session {
   void tls_started(std::string_view version, std::string_view cipher);
   bool tls() const { return !_tls_info.empty(); }
   const std::string& tls_info() const { return _tls_info; }
+
+  // AUTH: the credentials to verify after event::authenticate.
+  const auth::sasl_credentials& credentials() const { return _sasl.credentials(); }
+  void auth_succeeded(std::string_view account);
+  // 535 5.7.8; `login_hint` adds that the login is the username, not an
+  // email address (SPEC.md §3).
+  void auth_failed(bool login_hint);
+  // 421 4.7.0 after too many failures from this address; the session closes.
+  void auth_blocked();
+  const std::string& account() const { return _account; }
 
   void committed(std::string_view queue_id);
   void commit_failed(commit_error e);
@@ -169,7 +190,8 @@ class session {
   event on_vrfy(const command& c);
   event on_help(const command& c);
   event on_starttls(const command& c);
-  event on_not_available(const command& c);
+  event on_auth(const command& c);
+  event sasl_result(const auth::sasl_exchange::result& r);
 
   const session_config& _cfg;
   peer_info _peer;
@@ -181,6 +203,8 @@ class session {
   std::string _helo;
   bool _esmtp = false;
   std::string _tls_info;  // "TLSv1.3 TLS_AES_128_GCM_SHA256"; empty: plaintext
+  auth::sasl_exchange _sasl;
+  std::string _account;  // the authenticated account; empty before AUTH
   std::string _sender;
   std::vector<std::string> _recipients;
   bool _smtputf8 = false;

@@ -127,13 +127,15 @@ void expect_default_values(const server_config& c) {
 TEST_F(config_test, shipped_config_loads_and_states_the_defaults) {
   auto c = load(RR_SOURCE_ROOT "/conf/ringrelay.json", {});
   EXPECT_EQ(c.source, RR_SOURCE_ROOT "/conf/ringrelay.json");
-  ASSERT_EQ(c.listeners.size(), 3u);
-  std::uint16_t ports[] = {25, 2525, 10025};
-  for (std::size_t i = 0; i < 3; ++i) {
+  ASSERT_EQ(c.listeners.size(), 5u);
+  std::uint16_t ports[] = {25, 2525, 10025, 465, 10465};
+  for (std::size_t i = 0; i < 5; ++i) {
     EXPECT_EQ(c.listeners[i].address, "0.0.0.0");
     EXPECT_EQ(c.listeners[i].port, ports[i]);
-    EXPECT_EQ(c.listeners[i].tls, tls_mode::starttls);
+    EXPECT_EQ(c.listeners[i].tls, i < 3 ? tls_mode::starttls : tls_mode::implicit);
   }
+  EXPECT_EQ(c.tls.cert, "conf/tls/cert.pem");
+  EXPECT_EQ(c.tls.key, "conf/tls/key.pem");
   EXPECT_EQ(c.delivery.relayhost, "127.0.0.1:10026");
   ASSERT_EQ(c.delivery.relayhost_addr.ss_family, AF_INET);
   EXPECT_EQ(c.delivery.relayhost_addr_len, sizeof(sockaddr_in));

@@ -1,0 +1,25 @@
+// accounts/timestamp — RFC 3339 date-times, as users.json writes them.
+//
+// `created_at` is stored as "2026-11-28T12:00:00Z"; ringrelayctl's
+// `--created-at` takes any RFC 3339 date-time. Pure functions, any thread;
+// a malformed text is reported as an empty optional.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ringrelay::accounts {
+
+// Unix seconds for an RFC 3339 section 5.6 date-time: "YYYY-MM-DDTHH:MM:SS"
+// with an optional fraction (dropped) and "Z" or a "+HH:MM" / "-HH:MM"
+// offset; "T" and "Z" may be lower case. A leap second (":60") counts as
+// the next second. Years 1970 to 9999; nullopt for anything else.
+std::optional<std::int64_t> parse_rfc3339(std::string_view text);
+
+// "YYYY-MM-DDTHH:MM:SSZ" (UTC). Seconds outside 1970 to the end of 9999 are
+// clamped to that range.
+std::string format_rfc3339(std::int64_t unix_seconds);
+
+}  // namespace ringrelay::accounts
