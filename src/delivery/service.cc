@@ -8,6 +8,7 @@
 #include <ringrelay/delivery/service.hh>
 #include <ringrelay/delivery/upstream_session.hh>
 #include <ringrelay/log/log.hh>
+#include <ringrelay/tls/tls.hh>
 #include <ringrelay/util/clock.hh>
 #include <ringrelay/util/id.hh>
 
@@ -97,7 +98,9 @@ std::string received_header(const spool::stored_message& m, std::string_view hos
 class upstream final : public reactor::owner {
  public:
   upstream(service& svc)
-      : _svc(svc), _slot(svc._loop.add_owner(this)), _session(svc._cfg.hostname) {}
+      : _svc(svc),
+        _slot(svc._loop.add_owner(this)),
+        _session(svc._cfg.hostname, svc._tls_client != nullptr) {}
   ~upstream() {
     _svc._loop.remove_owner(_slot);
     if (_pipe[0] >= 0) ::close(_pipe[0]);
@@ -241,9 +244,57 @@ class upstream final : public reactor::owner {
       return;
     }
     _last_activity = _svc._loop.now_ms();
-    run_events(_session.feed({_rbuf, static_cast<std::size_t>(res)}));
+    if (_tls) {
+      _tls->push_ciphertext({_rbuf, static_cast<std::size_t>(res)});
+      tls_input();
+    } else {
+      run_events(_session.feed({_rbuf, static_cast<std::size_t>(res)}));
+    }
     if (!_closing) arm_recv();
     flush();
+  }
+
+  // Opportunistic STARTTLS: the handshake, then plaintext replies.
+  void tls_input() {
+    if (!_tls->established()) {
+      tls::status st = _tls->handshake();
+      if (st == tls::status::want) return;
+      if (st != tls::status::ok) {
+        run_events(_session.abort("TLS handshake failed (" + _tls->error_text() + ")"));
+        return;
+      }
+      RR_DEBUG("upstream TLS %s %s", _tls->version().c_str(), _tls->cipher().c_str());
+      _session.tls_established();
+    }
+    char plain[4096];
+    for (;;) {
+      std::size_t n = 0;
+      tls::status st = _tls->read(plain, sizeof plain, n);
+      if (st == tls::status::ok && n > 0) {
+        run_events(_session.feed({plain, n}));
+        if (_closing) return;
+        continue;
+      }
+      if (st == tls::status::closed || st == tls::status::error)
+        run_events(_session.abort(st == tls::status::closed ? "TLS closed by the upstream"
+                                                            : "TLS error: " + _tls->error_text()));
+      return;
+    }
+  }
+
+  // Appends plaintext to what goes out next, encrypted once TLS is up.
+  bool queue(std::string_view plain) {
+    if (!_tls) {
+      _sending.append(plain);
+      return true;
+    }
+    if (!plain.empty() && _tls->write({plain.data(), plain.size()}) != tls::status::ok) {
+      run_events(_session.abort("TLS write failed (" + _tls->error_text() + ")"));
+      return false;
+    }
+    _sending.append(_tls->ciphertext());
+    _tls->ciphertext().clear();
+    return true;
   }
 
   void run_events(event ev) {
@@ -252,6 +303,10 @@ class upstream final : public reactor::owner {
         case event::ready:
           _svc.host_ok();
           if (!_current) _svc.dispatch();
+          break;
+        case event::start_tls:
+          _tls = std::make_unique<tls::session>(*_svc._tls_client);
+          tls_input();  // produces the ClientHello
           break;
         case event::send_body:
           // The pipelined commands may still be going out (the 354 can
@@ -282,10 +337,15 @@ class upstream final : public reactor::owner {
 
   void flush() {
     if (_closing || _send_inflight || _in_body || _fd < 0) return;
-    std::string& out = _session.output();
-    if (out.empty()) return;
-    _sending.swap(out);
-    out.clear();
+    std::string out = std::move(_session.output());
+    _session.output().clear();
+    _sending.clear();
+    // During the handshake only TLS records go out; commands wait for it.
+    if (_tls && !_tls->established()) {
+      _session.output() = std::move(out);
+      out.clear();
+    }
+    if (!queue(out) || _sending.empty()) return;
     _sent = 0;
     submit_send();
   }
@@ -322,9 +382,10 @@ class upstream final : public reactor::owner {
     _in_body = true;
     _extent = 0;
     _at_line_start = true;
-    _sending = std::move(_session.output());
+    std::string out = std::move(_session.output());
     _session.output().clear();
-    _sending += _header;
+    _sending.clear();
+    if (!queue(out) || !queue(_header)) return;
     _sent = 0;
     _body_phase = body_phase::header;
     submit_send();
@@ -333,7 +394,9 @@ class upstream final : public reactor::owner {
   void body_step() {
     const auto& body = _current->msg.body;
     if (_extent >= body.size()) return end_body();
-    if (_session.framing() == body_framing::data_stuffing_needed) return read_extent();
+    // Splicing moves file pages to the socket untouched: only for plaintext
+    // links carrying the body as stored.
+    if (_tls || _session.framing() == body_framing::data_stuffing_needed) return read_extent();
     submit_splices();
   }
 
@@ -402,7 +465,15 @@ class upstream final : public reactor::owner {
     }
     ++_extent;
     _sending.clear();
-    dot_stuff(_raw, _at_line_start, _sending);
+    bool ok;
+    if (_session.framing() == body_framing::data_stuffing_needed) {
+      _stuffed.clear();
+      dot_stuff(_raw, _at_line_start, _stuffed);
+      ok = queue(_stuffed);
+    } else {
+      ok = queue(_raw);
+    }
+    if (!ok) return;
     _sent = 0;
     submit_send();
   }
@@ -458,12 +529,16 @@ class upstream final : public reactor::owner {
   int _splices = 0;
   bool _splice_failed = false;
   std::string _raw;
+  std::string _stuffed;
   bool _at_line_start = true;
+  std::unique_ptr<tls::session> _tls;
 };
 
 service::service(reactor::loop& loop, spool::writer& spool, const config::server_config& cfg,
                  unsigned shard)
-    : _loop(loop), _spool(spool), _cfg(cfg), _shard(shard) {}
+    : _loop(loop), _spool(spool), _cfg(cfg), _shard(shard) {
+  if (cfg.delivery.starttls) _tls_client = tls::context::client();
+}
 
 service::~service() = default;
 

@@ -112,6 +112,10 @@ const char* activity(session_state s) {
       return "waiting for the reply to RSET";
     case session_state::quit:
       return "waiting for the reply to QUIT";
+    case session_state::starttls:
+      return "waiting for the reply to STARTTLS";
+    case session_state::handshake:
+      return "in the TLS handshake";
     case session_state::closed:
       return "closed";
     case session_state::failed:
@@ -166,6 +170,10 @@ const char* to_string(session_state s) {
       return "rset";
     case session_state::quit:
       return "quit";
+    case session_state::starttls:
+      return "starttls";
+    case session_state::handshake:
+      return "handshake";
     case session_state::closed:
       return "closed";
     case session_state::failed:
@@ -188,11 +196,14 @@ const char* to_string(event e) {
       return "closed";
     case event::failed:
       return "failed";
+    case event::start_tls:
+      return "start_tls";
   }
   return "?";
 }
 
-upstream_session::upstream_session(std::string hostname) : _hostname(std::move(hostname)) {}
+upstream_session::upstream_session(std::string hostname, bool starttls)
+    : _hostname(std::move(hostname)), _try_starttls(starttls) {}
 
 void upstream_session::enter(session_state to) {
   RR_DEBUG("upstream session %s -> %s", to_string(_state), to_string(to));
@@ -234,7 +245,8 @@ void upstream_session::on_reply(reply& r) {
   // RFC 5321 3.8: 421 may come in reply to any command and means the server
   // is closing. Before `ready` it is a refused connection like any 4xx.
   const bool usable = _state != session_state::greeting && _state != session_state::ehlo &&
-                      _state != session_state::helo && _state != session_state::quit;
+                      _state != session_state::helo && _state != session_state::quit &&
+                      _state != session_state::starttls;
   if (r.code == 421 && usable) {
     std::string why = "upstream is closing the connection: " + r.one_line();
     end_connection(session_state::closed, outcome::temporary, std::move(r), std::move(why));
@@ -268,6 +280,10 @@ void upstream_session::on_reply(reply& r) {
       return protocol_error("reply while no command was pending");
     case session_state::body:
       return protocol_error("reply before the end of the message");
+    case session_state::starttls:
+      return on_starttls(r);
+    case session_state::handshake:
+      return protocol_error("plaintext reply during the TLS handshake");
     case session_state::closed:
     case session_state::failed:
       return;
@@ -290,6 +306,10 @@ void upstream_session::on_greeting(reply& r) {
 void upstream_session::on_ehlo(reply& r) {
   if (positive(r)) {
     _ext = parse_extensions(r);
+    if (_try_starttls && _ext.starttls && !_tls) {
+      _out.append("STARTTLS").append(crlf);
+      return enter(session_state::starttls);
+    }
     enter(session_state::ready);
     return push(event::ready);
   }
@@ -304,6 +324,29 @@ void upstream_session::on_ehlo(reply& r) {
     return end_connection(session_state::failed, outcome::temporary, std::move(r), std::move(why));
   }
   protocol_error("unexpected reply to EHLO");
+}
+
+// RFC 3207 4: 220 starts the handshake; a refusal leaves the session as it
+// was, in plaintext (the offer was there but is not usable now).
+void upstream_session::on_starttls(reply& r) {
+  if (r.code == 220) {
+    enter(session_state::handshake);
+    return push(event::start_tls);
+  }
+  if (r.code >= 400) {
+    enter(session_state::ready);
+    return push(event::ready);
+  }
+  protocol_error("unexpected reply to STARTTLS");
+}
+
+void upstream_session::tls_established() {
+  if (_state != session_state::handshake) misuse("tls_established", _state);
+  _tls = true;
+  // RFC 3207 4.2: forget what the server said before; ask again.
+  _ext = {};
+  _out.append("EHLO ").append(_hostname).append(crlf);
+  enter(session_state::ehlo);
 }
 
 void upstream_session::on_helo(reply& r) {

@@ -179,3 +179,34 @@ def test_large_message_over_starttls_is_byte_exact():
             s.ehlo("client.test")
             s.sendmail(h.SENDER, [h.rcpt()], content)
         h.assert_delivered(sink.wait_for(1, timeout=60)[0], content)
+
+
+def test_upstream_starttls_is_used_when_offered():
+    """Relay A delivers to relay B, which offers STARTTLS: A uses it, and the
+    body (spliced on plaintext links) arrives byte-exact through TLS, for a
+    DATA body and a raw BDAT body alike."""
+    with h.RecordingSink() as sink:
+        with h.Relay(relayhost=sink.address, start=False) as b:
+            b.config["listeners"] = [{"address": b.host, "port": b.port, "tls": "starttls"}]
+            b.config["tls"] = TLS
+            b.config["hostname"] = "relay-b.test"
+            b.start()
+            with h.Relay(relayhost=f"{b.host}:{b.port}") as a:
+                data_msg = h.make_message(1024 * 1024 + 7, tag="upstream-tls")
+                h.smtplib_send(a, h.SENDER, [h.rcpt()], data_msg)
+                c = a.client()
+                raw = h.make_message(70000, tag="upstream-tls-bdat")
+                replies = c.bdat_message(h.SENDER, [h.rcpt(1)], [raw[:30000], raw[30000:]])
+                assert [r.code for r in replies] == [250, 250], [str(r) for r in replies]
+                c.close()
+                got = sink.wait_for(2, timeout=30)
+                by_tag = {h.message_tag(m.data): m for m in got}
+                for content in (data_msg, raw):
+                    m = by_tag[h.message_tag(content)]
+                    first, rest = h.split_received(m.data)
+                    assert b"relay-b.test" in first and b"with ESMTPS" in first, \
+                        f"B's Received header should record TLS from A: {first!r}"
+                    second, body = h.split_received(rest)
+                    assert b"relay.test" in second, f"A's Received header missing: {second!r}"
+                    h.assert_bytes_equal(body, content)
+            assert b.log_text().count("TLS established") >= 1, "A never used STARTTLS to B"

@@ -84,6 +84,7 @@ struct delivery_config {
   std::uint32_t command_timeout = 300;                              // seconds
   std::uint32_t connections_per_host = 20;
   std::uint32_t messages_per_connection = 1000;
+  bool starttls = true;  // opportunistic STARTTLS to upstreams that offer it
 };
 
 struct io_config {

@@ -28,6 +28,7 @@
 #include <ringrelay/config/config.hh>
 #include <ringrelay/reactor/loop.hh>
 #include <ringrelay/spool/writer.hh>
+#include <ringrelay/tls/tls.hh>
 #include <string>
 #include <vector>
 
@@ -85,6 +86,7 @@ class service {
   std::uint32_t _host_failures = 0;
   std::int64_t _last_expiry_check_ms = 0;
   bool _stopping = false;
+  std::unique_ptr<tls::context> _tls_client;  // null: delivery.starttls off
 };
 
 }  // namespace ringrelay::delivery

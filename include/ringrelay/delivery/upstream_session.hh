@@ -125,7 +125,10 @@ struct close_reason {
   std::string description;  // one line for the log
 };
 
-enum class event : std::uint8_t { none, ready, send_body, message_done, closed, failed };
+// start_tls: the upstream accepted STARTTLS (220): the glue runs the TLS
+// handshake over the connection, then calls tls_established() (EHLO again,
+// RFC 3207 4.2), or abort() when the handshake fails.
+enum class event : std::uint8_t { none, ready, send_body, message_done, closed, failed, start_tls };
 
 enum class body_framing : std::uint8_t { data_as_stored, data_stuffing_needed, bdat };
 
@@ -142,6 +145,8 @@ enum class session_state : std::uint8_t {
   data_cancel,  // 354 with no accepted recipient: sent "." alone, waiting
   rset,         // RSET sent after a transaction that ended early
   quit,         // QUIT sent
+  starttls,     // STARTTLS sent
+  handshake,    // the glue runs the TLS handshake
   closed,       // orderly end; terminal
   failed,       // unusable; terminal
 };
@@ -152,7 +157,10 @@ const char* to_string(event e);
 class upstream_session {
  public:
   // `hostname`: our name, sent in EHLO/HELO.
-  explicit upstream_session(std::string hostname);
+  // `starttls`: use STARTTLS when the upstream offers it (opportunistic,
+  // RFC 7435). Without the offer the session goes on in plaintext; a
+  // refused STARTTLS (4xx/5xx) too. A failed handshake is the glue's abort.
+  explicit upstream_session(std::string hostname, bool starttls = false);
 
   // Bytes to send upstream. The glue sends them and clears the string or
   // calls `consume(n)` with the octets it sent.
@@ -174,6 +182,9 @@ class upstream_session {
   // become temporary with "451 4.4.2 <why> while <what we were doing>".
   // Raises `failed` (`closed` while QUIT was pending).
   event abort(std::string_view why);
+  // The TLS handshake after start_tls succeeded: EHLO is sent again.
+  void tls_established();
+  bool tls() const { return _tls; }
 
   session_state state() const { return _state; }
   const extensions& offered() const { return _ext; }
@@ -200,6 +211,7 @@ class upstream_session {
   void on_body_reply(reply& r);
   void on_after_cancel(reply& r);
   void on_rset(reply& r);
+  void on_starttls(reply& r);
 
   bool refuse_locally();
   void write_mail();
@@ -213,6 +225,8 @@ class upstream_session {
   void protocol_error(std::string_view what);
 
   std::string _hostname;
+  bool _try_starttls = false;
+  bool _tls = false;
   std::string _out;
   reply_parser _parser;
   session_state _state = session_state::greeting;

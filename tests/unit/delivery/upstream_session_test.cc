@@ -740,3 +740,72 @@ TEST(dot_stuffing, line_start_is_carried_across_chunks) {
 
 }  // namespace
 }  // namespace ringrelay::delivery
+
+namespace ringrelay::delivery {
+namespace {
+
+// Opportunistic STARTTLS upstream (RFC 3207, RFC 7435).
+constexpr std::string_view ehlo_with_starttls =
+    "250-mx.example\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 8BITMIME\r\n";
+
+std::string take(upstream_session& s) {
+  std::string out = std::move(s.output());
+  s.output().clear();
+  return out;
+}
+
+TEST(upstream_starttls, offered_then_used_and_ehlo_is_sent_again) {
+  upstream_session s("relay.test", true);
+  EXPECT_EQ(s.feed("220 mx.example ESMTP\r\n"), event::none);
+  EXPECT_EQ(take(s), "EHLO relay.test\r\n");
+  EXPECT_EQ(s.feed(ehlo_with_starttls), event::none);
+  EXPECT_EQ(take(s), "STARTTLS\r\n");
+  EXPECT_EQ(s.feed("220 2.0.0 go ahead\r\n"), event::start_tls);
+  EXPECT_EQ(s.state(), session_state::handshake);
+  s.tls_established();
+  EXPECT_TRUE(s.tls());
+  EXPECT_EQ(take(s), "EHLO relay.test\r\n");
+  // Inside TLS the offer is not taken up again.
+  EXPECT_EQ(s.feed(ehlo_with_starttls), event::ready);
+  EXPECT_TRUE(take(s).empty());
+  EXPECT_TRUE(s.offered().pipelining);
+}
+
+TEST(upstream_starttls, not_offered_means_plaintext) {
+  upstream_session s("relay.test", true);
+  s.feed("220 mx.example ESMTP\r\n");
+  take(s);
+  EXPECT_EQ(s.feed("250-mx.example\r\n250 PIPELINING\r\n"), event::ready);
+  EXPECT_TRUE(take(s).empty());
+  EXPECT_FALSE(s.tls());
+}
+
+TEST(upstream_starttls, refused_means_plaintext) {
+  upstream_session s("relay.test", true);
+  s.feed("220 mx.example ESMTP\r\n");
+  take(s);
+  s.feed(ehlo_with_starttls);
+  EXPECT_EQ(take(s), "STARTTLS\r\n");
+  EXPECT_EQ(s.feed("454 4.7.0 TLS not available\r\n"), event::ready);
+  EXPECT_FALSE(s.tls());
+}
+
+TEST(upstream_starttls, off_when_not_asked) {
+  upstream_session s("relay.test");
+  s.feed("220 mx.example ESMTP\r\n");
+  take(s);
+  EXPECT_EQ(s.feed(ehlo_with_starttls), event::ready);
+  EXPECT_TRUE(take(s).empty());
+}
+
+TEST(upstream_starttls, a_failed_handshake_fails_the_connection) {
+  upstream_session s("relay.test", true);
+  s.feed("220 mx.example ESMTP\r\n");
+  s.feed(ehlo_with_starttls);
+  EXPECT_EQ(s.feed("220 go ahead\r\n"), event::start_tls);
+  EXPECT_EQ(s.abort("TLS handshake failed"), event::failed);
+  EXPECT_NE(s.reason().description.find("TLS handshake"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ringrelay::delivery
