@@ -108,6 +108,7 @@ void shard::run() {
     opt.session.auth_require_tls = cfg.auth.require_tls;
     opt.verifier = _verifier;
     opt.activation_delay = cfg.accounts.activation_delay;
+    opt.trusted_account = cfg.accounts.trusted_account;
     opt.limiter.max_failures = cfg.auth.max_failures;
     opt.limiter.window_ms = std::int64_t{cfg.auth.failure_window} * 1000;
     opt.session.hostname = cfg.hostname;

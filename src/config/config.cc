@@ -441,11 +441,12 @@ auth_config read_auth(const context& ctx, const json_value& v) {
 }
 
 accounts_config read_accounts(const context& ctx, const json_value& v) {
-  section s(ctx, v, "accounts", {"file", "activation_delay"});
+  section s(ctx, v, "accounts", {"file", "activation_delay", "trusted_account"});
   accounts_config a;
   s.string("file", a.file);
   if (a.file.empty()) ctx.expected(*s.get("file"), s.path("file"), "a file name");
   s.duration("activation_delay", a.activation_delay, 0, 365 * 86400);
+  s.string("trusted_account", a.trusted_account);
   return a;
 }
 

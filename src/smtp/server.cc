@@ -520,7 +520,8 @@ void connection::commit() {
   env.sender.assign(_session.sender());
   env.recipients = _session.recipients();
   env.tls_info = _session.tls_info();
-  env.account = _session.account();
+  env.account = _session.account().empty() && _session.peer().trusted ? _srv._opt.trusted_account
+                                                                      : _session.account();
   env.auth_info = _session.account();
   if (!_spool_open) {
     // An empty BDAT LAST message never opened a spool message.
@@ -540,10 +541,11 @@ void connection::commit_done(int err, spool::stored_message* msg) {
   if (err == 0) {
     const auto& e = msg->env;
     RR_INFO(
-        "accepted id=%s from=<%s> rcpts=%zu size=%llu multiplier=%u relays=%u client=%s "
-        "helo=%s%s",
+        "accepted id=%s from=<%s> rcpts=%zu size=%llu multiplier=%u relays=%u account=%s "
+        "client=%s helo=%s%s%s",
         id, e.sender.c_str(), e.recipients.size(), static_cast<unsigned long long>(e.size),
-        size_multiplier(e.size), e.relays, e.client_address.c_str(), e.helo.c_str(),
+        size_multiplier(e.size), e.relays, e.account.empty() ? "-" : e.account.c_str(),
+        e.client_address.c_str(), e.helo.c_str(), e.tls_info.empty() ? "" : " tls=yes",
         _closing ? " (client left before the reply)" : "");
     _srv._on_accepted(std::move(*msg));
     if (!_closing) _session.committed(id);

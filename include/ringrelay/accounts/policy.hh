@@ -36,7 +36,8 @@ class activation {
 // True when `a` may send mail from `domain` (the envelope sender's domain,
 // without the "@"): the account lists no domains, or lists this one. The
 // comparison is ASCII case-insensitive and ignores one trailing dot; a
-// listed domain does not cover its subdomains (list them too).
+// listed domain does not cover its subdomains (list them too). The null
+// sender "<>" has no domain: the caller decides about it before asking.
 bool sender_domain_allowed(const account& a, std::string_view domain);
 
 }  // namespace ringrelay::accounts

@@ -51,7 +51,8 @@ struct account {
 // Checks a "password" value; returns "" when it is well formed, else what
 // is wrong ("expected pbkdf2-sha256$ITERATIONS$SALT$HASH"). The server and
 // ringrelayctl pass auth::password_hash_problem: the hash format belongs to
-// the auth module, which sits above this one.
+// the auth module, which sits above this one. nullptr accepts any string
+// (a malformed hash then fails every login, and the verifier logs it).
 using password_check = std::string (*)(std::string_view encoded);
 
 class table {

@@ -109,6 +109,9 @@ struct auth_config {
 struct accounts_config {
   std::string file = "conf/users.json";
   std::uint32_t activation_delay = 900;  // seconds after created_at
+  // The account that mail from trusted_networks is recorded (and later
+  // charged) to; "" = none.
+  std::string trusted_account;
 };
 
 struct control_config {

@@ -43,6 +43,7 @@ struct server_options {
   // and the account rules.
   auth::verifier* verifier = nullptr;
   std::uint32_t activation_delay = 900;  // seconds
+  std::string trusted_account;           // recorded for mail from trusted networks
   auth::limiter_config limiter;
   std::uint32_t idle_timeout_ms = 300000;
   std::uint32_t max_sessions = 10000;
