@@ -472,7 +472,7 @@ void connection::authenticate() {
   if (!_srv._opt.verifier->submit(std::move(job))) {
     _auth_pending = false;
     // RFC 4954 6: a temporary failure the client may retry.
-    _session.auth_failed(false);
+    _session.auth_temporary_failure();
     RR_WARN("auth queue full client=%s", peer.address.c_str());
   }
 }

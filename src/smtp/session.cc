@@ -518,6 +518,11 @@ void session::auth_failed(bool login_hint) {
   enter(state::ready);
 }
 
+void session::auth_temporary_failure() {
+  reply("454 4.7.0 Temporary authentication failure; try again later");
+  enter(state::ready);
+}
+
 void session::auth_blocked() {
   reply("421 4.7.0 " + _cfg.hostname +
         " Too many failed authentication attempts from your address; try again later");

@@ -140,6 +140,8 @@ class session {
   // 535 5.7.8; `login_hint` adds that the login is the username, not an
   // email address (SPEC.md §3).
   void auth_failed(bool login_hint);
+  // 454 4.7.0: the credentials could not be checked now (RFC 4954 6).
+  void auth_temporary_failure();
   // 421 4.7.0 after too many failures from this address; the session closes.
   void auth_blocked();
   const std::string& account() const { return _account; }
