@@ -114,8 +114,8 @@ void make_parents(const std::string& path) {
   }
   make_parents(dir);
   if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
-    throw std::runtime_error("control socket " + path + ": cannot create directory " + dir +
-                             ": " + errno_text(errno) +
+    throw std::runtime_error("control socket " + path + ": cannot create directory " + dir + ": " +
+                             errno_text(errno) +
                              ": create it, or set control.socket to another path");
 }
 
@@ -286,10 +286,14 @@ control_server::control_server(std::string path, std::chrono::milliseconds read_
 control_server::~control_server() {
   stop();
   // Only our own socket: if another server has since bound the path
-  // (ours was stale to it), its file is not ours to remove.
+  // (ours was stale to it), its file is not ours to remove. The inode
+  // number alone does not tell: the filesystem may have given the new
+  // socket our freed one. Ours no longer listens, so a file someone
+  // answers on is not ours.
   struct stat st {};
+  sockaddr_un addr;
   if (_socket_ino != 0 && lstat(_path.c_str(), &st) == 0 && st.st_dev == _socket_dev &&
-      st.st_ino == _socket_ino)
+      st.st_ino == _socket_ino && fill_sockaddr(_path, addr) && !someone_answers(addr))
     unlink(_path.c_str());
 }
 
@@ -317,12 +321,11 @@ void control_server::start() {
                                "stop it, or set control.socket to another path");
     // Nobody listens: the file is left over from a server that died.
     if (unlink(_path.c_str()) != 0 && errno != ENOENT)
-      throw std::runtime_error("control socket " + _path + ": cannot remove the stale socket: " +
-                               errno_text(errno));
+      throw std::runtime_error("control socket " + _path +
+                               ": cannot remove the stale socket: " + errno_text(errno));
   }
   fd_guard fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (fd.get() < 0)
-    throw std::runtime_error("control socket: socket(): " + errno_text(errno));
+  if (fd.get() < 0) throw std::runtime_error("control socket: socket(): " + errno_text(errno));
   if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
     throw std::runtime_error("control socket " + _path + ": bind: " + errno_text(errno) +
                              ": check the directory's permissions, or set control.socket to "
@@ -403,9 +406,9 @@ void control_server::serve_connection(int fd) {
   std::string who;
   if (!peer_allowed(fd, who)) {
     RR_WARN("control: refused %s: not root or the server's uid %u", who.c_str(), geteuid());
-    auto reply = control_reply::failure("permission denied: only root and uid " +
-                                        std::to_string(geteuid()) +
-                                        " (the server's) may use the control socket");
+    auto reply =
+        control_reply::failure("permission denied: only root and uid " + std::to_string(geteuid()) +
+                               " (the server's) may use the control socket");
     write_reply(fd, reply.line(), deadline);
     return;
   }
@@ -482,8 +485,8 @@ control_reply control_server::dispatch(std::string_view line, std::string_view p
     if (it == _handlers.end()) {
       std::string known;
       for (const auto& [name, h] : _handlers) known += (known.empty() ? "" : ", ") + name;
-      reply = control_reply::failure("unknown command " + command + " (this server knows " +
-                                     known + ")");
+      reply = control_reply::failure("unknown command " + command + " (this server knows " + known +
+                                     ")");
     } else {
       try {
         reply = it->second(*request);

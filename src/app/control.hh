@@ -116,8 +116,7 @@ class control_reply {
   }
   control_reply& set(std::string_view key, bool value);
   template <std::integral Int>
-    requires(!std::same_as<Int, bool>)
-  control_reply& set(std::string_view key, Int value) {
+  requires(!std::same_as<Int, bool>) control_reply& set(std::string_view key, Int value) {
     return set_raw(key, std::to_string(value));
   }
 

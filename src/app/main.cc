@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <memory>
 #include <ringrelay/accounts/table.hh>
+#include <ringrelay/auth/failure_limiter.hh>
 #include <ringrelay/auth/password.hh>
 #include <ringrelay/auth/verifier.hh>
 #include <ringrelay/config/config.hh>
@@ -178,6 +179,10 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<auth::verifier> verifier;
   if (users) verifier = std::make_unique<auth::verifier>(cfg->auth.workers, 4096);
+  auth::limiter_config limits;
+  limits.max_failures = cfg->auth.max_failures;
+  limits.window_ms = std::int64_t{cfg->auth.failure_window} * 1000;
+  auth::shared_failure_limiter limiter(limits);
 
   std::vector<std::unique_ptr<app::shard>> shards;
   try {
@@ -190,7 +195,8 @@ int main(int argc, char** argv) {
     for (unsigned i = 0; i < cfg->shards; ++i) {
       std::vector<int> fds;
       for (const auto& l : cfg->listeners) fds.push_back(net::open_listener(l.address, l.port));
-      shards.push_back(std::make_unique<app::shard>(i, cfg, std::move(fds), users, verifier.get()));
+      shards.push_back(
+          std::make_unique<app::shard>(i, cfg, std::move(fds), users, verifier.get(), &limiter));
     }
     for (auto& s : shards) s->start();
   } catch (const std::exception& e) {

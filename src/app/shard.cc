@@ -27,12 +27,13 @@ struct shard::state {
 
 shard::shard(unsigned index, std::shared_ptr<const config::server_config> cfg,
              std::vector<int> listen_fds, std::shared_ptr<const accounts::table> accounts,
-             auth::verifier* verifier)
+             auth::verifier* verifier, auth::shared_failure_limiter* limiter)
     : _index(index),
       _cfg(std::move(cfg)),
       _listen_fds(std::move(listen_fds)),
       _accounts(std::move(accounts)),
       _verifier(verifier),
+      _limiter(limiter),
       _state(std::make_unique<state>()) {}
 
 shard::~shard() {
@@ -109,8 +110,7 @@ void shard::run() {
     opt.verifier = _verifier;
     opt.activation_delay = cfg.accounts.activation_delay;
     opt.trusted_account = cfg.accounts.trusted_account;
-    opt.limiter.max_failures = cfg.auth.max_failures;
-    opt.limiter.window_ms = std::int64_t{cfg.auth.failure_window} * 1000;
+    opt.limiter = _limiter;
     opt.session.hostname = cfg.hostname;
     opt.session.limits.command_line = cfg.limits.command_line;
     opt.session.limits.text_line = cfg.limits.text_line;

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <ringrelay/accounts/table.hh>
+#include <ringrelay/auth/failure_limiter.hh>
 #include <ringrelay/auth/verifier.hh>
 #include <ringrelay/config/config.hh>
 #include <thread>
@@ -21,7 +22,7 @@ class shard {
   // `verifier` may be null too.
   shard(unsigned index, std::shared_ptr<const config::server_config> cfg,
         std::vector<int> listen_fds, std::shared_ptr<const accounts::table> accounts,
-        auth::verifier* verifier);
+        auth::verifier* verifier, auth::shared_failure_limiter* limiter);
   ~shard();
 
   // Starts the thread; returns once the shard has recovered its spool and
@@ -43,6 +44,7 @@ class shard {
   std::vector<int> _listen_fds;
   std::shared_ptr<const accounts::table> _accounts;
   auth::verifier* _verifier;
+  auth::shared_failure_limiter* _limiter;
   std::thread _thread;
   std::unique_ptr<state> _state;
   int _status = 0;

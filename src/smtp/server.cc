@@ -342,7 +342,11 @@ void connection::process() {
       continue;
     }
     state st = _session.current();
-    if (st == state::committing || st == state::closing || _close_after_flush) break;
+    // The session takes no input while it waits for the spool or for a
+    // password check; the bytes wait here, in order.
+    if (st == state::committing || st == state::authenticating || st == state::closing ||
+        _close_after_flush)
+      break;
     if (_srv._stopping && (st == state::fresh || st == state::ready)) {
       _session.shutdown();
       _close_after_flush = true;
@@ -433,7 +437,7 @@ void connection::authenticate() {
   const peer_info& peer = _session.peer();
   auto client = auth::client_key::from_string(peer.address);
   std::int64_t now = _srv._loop.now_ms();
-  if (client && _srv._limiter.blocked(*client, now)) {
+  if (client && _srv._limiter->blocked(*client, now)) {
     RR_INFO("auth refused client=%s: too many failures", peer.address.c_str());
     _session.auth_blocked();
     _close_after_flush = true;
@@ -480,15 +484,24 @@ void connection::authenticate() {
 void connection::authenticated(const auth::verification_cache::key& key, auth::verify_result result,
                                bool hint) {
   const peer_info& peer = _session.peer();
+  auto client = auth::client_key::from_string(peer.address);
+  // Guesses sent in parallel are checked while others fail: a match that
+  // completes after the address was blocked does not count.
+  if (client && _srv._limiter->blocked(*client, _srv._loop.now_ms())) {
+    RR_INFO("auth refused client=%s login=%s: address blocked", peer.address.c_str(),
+            key.username.c_str());
+    _session.auth_blocked();
+    _close_after_flush = true;
+    return;
+  }
   if (result == auth::verify_result::match) {
     _srv._auth_cache.insert(key);
     RR_INFO("auth ok client=%s account=%s", peer.address.c_str(), key.username.c_str());
     _session.auth_succeeded(key.username);
     return;
   }
-  auto client = auth::client_key::from_string(peer.address);
   auth::failure_verdict v;
-  if (client) v = _srv._limiter.record_failure(*client, _srv._loop.now_ms());
+  if (client) v = _srv._limiter->record_failure(*client, _srv._loop.now_ms());
   RR_INFO("auth failed client=%s login=%s%s", peer.address.c_str(), key.username.c_str(),
           v.blocked ? " (address blocked)" : "");
   if (v.blocked) {
@@ -674,8 +687,8 @@ void server::set_accounts(std::shared_ptr<const accounts::table> table) {
 std::string server::mail_policy(std::string_view account, std::string_view sender) const {
   const accounts::account* a = _accounts ? _accounts->find(account) : nullptr;
   if (!a || !a->enabled)
-    return "535 5.7.8 Error: account " + std::string(account) +
-           " is no longer active; authenticate again";
+    return "550 5.7.1 Error: account " + std::string(account) +
+           " was disabled or removed; mail from it is refused";
   std::int64_t now = util::wall_seconds();
   if (!_activation.active(*a, now))
     return "451 4.7.0 Error: account " + a->username + " becomes active at " +

@@ -15,6 +15,13 @@ constexpr std::uint16_t any_command_state = bit(state::fresh) | bit(state::ready
                                             bit(state::mail) | bit(state::rcpt) |
                                             bit(state::bdat_next);
 
+// "AUTH " at the start of a line, in any case: the one command whose line
+// may exceed the command-line limit (RFC 4954 4).
+bool is_auth_command(std::string_view line) {
+  return line.size() >= 5 && (line[0] | 0x20) == 'a' && (line[1] | 0x20) == 'u' &&
+         (line[2] | 0x20) == 't' && (line[3] | 0x20) == 'h' && line[4] == ' ';
+}
+
 bool has_non_ascii(std::string_view s) {
   return std::any_of(s.begin(), s.end(),
                      [](char c) { return static_cast<unsigned char>(c) > 0x7f; });
@@ -140,6 +147,7 @@ feed_result session::feed(std::string_view in) {
     // Keep at most one command line; beyond the limit drop bytes until the
     // end of the line and answer then, so the reply stays in sequence.
     if (_line_overflow || _line.size() + in.size() > limit) {
+      if (!_line_overflow) _overflow_auth = is_auth_command(_line.empty() ? in : _line);
       _line_overflow = true;
       _line.clear();
     } else {
@@ -149,9 +157,19 @@ feed_result session::feed(std::string_view in) {
   }
   std::size_t consumed = nl + 1;
   if (_line_overflow || _line.size() + consumed > limit) {
+    if (!_line_overflow) _overflow_auth = is_auth_command(_line.empty() ? in : _line);
     _line_overflow = false;
     _line.clear();
-    if (_state == state::auth) return {consumed, sasl_result(_sasl.line_too_long())};
+    if (_state == state::auth || _overflow_auth) {
+      bool auth_command = _state != state::auth;
+      _overflow_auth = false;
+      if (auth_command) {
+        // RFC 4954 4: an AUTH line over 12288 octets.
+        reply("500 5.5.6 Error: authentication exchange line is too long");
+        return {consumed, event::none};
+      }
+      return {consumed, sasl_result(_sasl.line_too_long())};
+    }
     reply("500 5.5.2 Error: command line too long (the limit is " +
           std::to_string(_cfg.limits.command_line) + " octets including CRLF)");
     return {consumed, event::none};
@@ -172,9 +190,7 @@ feed_result session::feed(std::string_view in) {
     _line.clear();
     return {consumed, ev};
   }
-  bool auth_line = line.size() >= 5 && (line[0] | 0x20) == 'a' && (line[1] | 0x20) == 'u' &&
-                   (line[2] | 0x20) == 't' && (line[3] | 0x20) == 'h' && line[4] == ' ';
-  if (!auth_line && line_octets > _cfg.limits.command_line) {
+  if (!is_auth_command(line) && line_octets > _cfg.limits.command_line) {
     _line.clear();
     reply("500 5.5.2 Error: command line too long (the limit is " +
           std::to_string(_cfg.limits.command_line) + " octets including CRLF)");
@@ -195,8 +211,9 @@ feed_result session::execute(std::string_view line) {
   for (const auto& e : commands) {
     if (e.v != cmd.v) continue;
     if (!(e.allowed & bit(_state))) {
-      if (cmd.v == verb::starttls) {
-        reply("503 5.5.1 Error: STARTTLS is not allowed inside a transaction; RSET first");
+      if (cmd.v == verb::starttls || cmd.v == verb::auth) {
+        reply(std::string("503 5.5.1 Error: ") + (cmd.v == verb::auth ? "AUTH" : "STARTTLS") +
+              " is not allowed inside a transaction; RSET first");
       } else if (_state == state::fresh) {
         reply("503 5.5.1 Error: send HELO or EHLO first");
       } else if (cmd.v == verb::data && _state == state::bdat_next) {
@@ -453,9 +470,11 @@ void session::tls_started(std::string_view version, std::string_view cipher) {
   _tls_info.assign(version);
   _tls_info += ' ';
   _tls_info += cipher;
-  // RFC 3207 4.2: the client must discard what it knew; so does the server.
+  // RFC 3207 4.2: the client must discard what it knew; so does the server,
+  // including a login made in the clear.
   reset_transaction();
   _helo.clear();
+  _account.clear();
   _esmtp = false;
   _line.clear();
   _line_overflow = false;

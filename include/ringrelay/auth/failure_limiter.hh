@@ -33,6 +33,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -97,6 +98,28 @@ class failure_limiter {
   std::uint64_t _seed[2] = {};
   std::size_t _set_mask = 0;
   std::vector<entry> _entries;  // sets of `ways` entries
+};
+
+// One limiter for the whole process: a client's connections land on any
+// shard (SO_REUSEPORT), so per-shard counts would let an address make
+// `shards` times as many guesses. AUTH is not on the message path, and the
+// critical section is one table probe, so a mutex is acceptable here
+// (DESIGN.md §1 keeps mutexes off the message path only).
+class shared_failure_limiter {
+ public:
+  explicit shared_failure_limiter(const limiter_config& cfg = {}) : _limiter(cfg) {}
+  failure_verdict record_failure(const client_key& client, std::int64_t now_ms) {
+    std::lock_guard lock(_mutex);
+    return _limiter.record_failure(client, now_ms);
+  }
+  bool blocked(const client_key& client, std::int64_t now_ms) const {
+    std::lock_guard lock(_mutex);
+    return _limiter.blocked(client, now_ms);
+  }
+
+ private:
+  mutable std::mutex _mutex;
+  failure_limiter _limiter;
 };
 
 }  // namespace ringrelay::auth

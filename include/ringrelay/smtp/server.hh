@@ -42,9 +42,9 @@ struct server_options {
   // AUTH: the process's password-hashing workers (null: AUTH not offered)
   // and the account rules.
   auth::verifier* verifier = nullptr;
-  std::uint32_t activation_delay = 900;  // seconds
-  std::string trusted_account;           // recorded for mail from trusted networks
-  auth::limiter_config limiter;
+  std::uint32_t activation_delay = 900;             // seconds
+  std::string trusted_account;                      // recorded for mail from trusted networks
+  auth::shared_failure_limiter* limiter = nullptr;  // the process's; with verifier
   std::uint32_t idle_timeout_ms = 300000;
   std::uint32_t max_sessions = 10000;
   std::uint32_t max_queued_buffers = 8;  // per connection, before recv pauses
@@ -98,7 +98,7 @@ class server {
   std::shared_ptr<const accounts::table> _accounts;
   accounts::activation _activation;
   auth::verification_cache _auth_cache;
-  auth::failure_limiter _limiter;
+  auth::shared_failure_limiter* _limiter;
   trust_check _trusted;
   accepted_sink _on_accepted;
   util::queue_id_generator _ids;

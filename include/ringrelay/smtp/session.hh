@@ -201,6 +201,7 @@ class session {
   std::string _out;
   std::string _line;  // a command line split across inputs
   bool _line_overflow = false;
+  bool _overflow_auth = false;  // the over-long line is an AUTH command
 
   std::string _helo;
   bool _esmtp = false;
