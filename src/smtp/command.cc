@@ -252,7 +252,9 @@ bool valid_ipv4(std::string_view s) {
 // IPv4 tail) and refuses zone identifiers.
 bool valid_ipv6(std::string_view s) {
   std::array<char, INET6_ADDRSTRLEN> text{};
-  if (s.size() >= text.size()) return false;
+  // inet_pton reads a C string: a NUL inside would end it early and let
+  // whatever follows (CR, a forged header) through unchecked.
+  if (s.size() >= text.size() || s.find('\0') != std::string_view::npos) return false;
   s.copy(text.data(), s.size());
   in6_addr addr;
   return inet_pton(AF_INET6, text.data(), &addr) == 1;

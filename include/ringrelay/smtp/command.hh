@@ -7,7 +7,8 @@
 // → 501 5.1.3, non-ASCII sender without the SMTPUTF8 parameter → 550 5.6.7
 // (RFC 6531 3.5). It checks syntax only; whether a command is allowed in
 // the session's state, and whether an accepted parameter was advertised
-// (BODY=BINARYMIME, RCPT NOTIFY=/ORCPT=), is the session's job. Pure, no
+// (BODY=BINARYMIME), is the session's job; RCPT NOTIFY=/ORCPT= (RFC 3461)
+// are accepted and ignored until DSN is offered. Pure, no
 // allocation, no exceptions, callable from any thread: the views in a
 // `command` point into the line, which must outlive it.
 //

@@ -196,7 +196,6 @@ class writer final : public reactor::owner {
   std::uint64_t _next_write = 1;
   std::uint64_t _completed_upto = 0;  // every write <= this has completed
   std::set<std::uint64_t> _completed_later;
-  int _write_error = 0;
 
   std::vector<open_message> _messages;
   std::vector<message_handle> _free_messages;
