@@ -176,6 +176,7 @@ void shard::run() {
   loop.run();
 
   spool->close_all();
+  tls::thread_cleanup();
   RR_INFO("shard stopped");
 }
 

@@ -1,6 +1,7 @@
 #include <wolfssl/options.h>
 // options.h must come first: it carries the library's build configuration.
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfio.h>
 
 #include <algorithm>
@@ -36,6 +37,12 @@ int send_callback(WOLFSSL*, char* buf, int size, void* ctx) {
   auto* s = static_cast<session*>(ctx);
   s->_out.append(buf, static_cast<std::size_t>(size));
   return size;
+}
+
+void thread_cleanup() {
+#ifdef FP_ECC
+  wc_ecc_fp_free();
+#endif
 }
 
 void init() {

@@ -28,6 +28,10 @@ namespace ringrelay::tls {
 // Initialises the library once per process (any thread, idempotent).
 void init();
 
+// Frees what this thread's handshakes left in wolfSSL's per-thread caches
+// (the ECC fixed-point table). Call it as a thread that used TLS ends.
+void thread_cleanup();
+
 class context {
  public:
   // A server context with a PEM certificate chain and private key.
