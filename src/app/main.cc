@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <ringrelay/accounts/table.hh>
 #include <ringrelay/auth/failure_limiter.hh>
 #include <ringrelay/auth/password.hh>
@@ -22,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "control.hh"
 #include "shard.hh"
 
 namespace {
@@ -185,6 +187,34 @@ int main(int argc, char** argv) {
   auth::shared_failure_limiter limiter(limits);
 
   std::vector<std::unique_ptr<app::shard>> shards;
+  // users.json is reloaded by SIGHUP (this thread) and by the control
+  // socket's "reload" (its thread): one at a time.
+  std::mutex users_mutex;
+  auto reload_users = [&](const char* why) -> std::string {
+    std::lock_guard lock(users_mutex);
+    if (!users) {
+      RR_WARN("%s: AUTH was off at start (no %s); restart to enable it", why,
+              cfg->accounts.file.c_str());
+      return "AUTH was off at start (no " + cfg->accounts.file +
+             "): restart ringrelay to enable it";
+    }
+    try {
+      users = load_users();
+      for (auto& s : shards) s->set_accounts(users);
+      RR_INFO("%s: reloaded %s (%zu accounts)", why, cfg->accounts.file.c_str(), users->size());
+      return "";
+    } catch (const config::config_error& e) {
+      RR_ERROR("%s: %s; keeping the accounts already loaded", why, e.what());
+      return std::string(e.what()) + "; the accounts already loaded stay in force";
+    }
+  };
+  app::control_server control(cfg->control.socket);
+  control.on("reload", [&](const app::json_request&) {
+    std::string error = reload_users("control");
+    if (!error.empty()) return app::control_reply::failure(error);
+    std::lock_guard lock(users_mutex);
+    return app::control_reply::success().set("accounts", users->size());
+  });
   try {
     reactor::loop::probe_kernel();
     std::error_code ec;
@@ -199,6 +229,8 @@ int main(int argc, char** argv) {
           std::make_unique<app::shard>(i, cfg, std::move(fds), users, verifier.get(), &limiter));
     }
     for (auto& s : shards) s->start();
+    // After the shards: a reload hands the new table to every one of them.
+    control.start();
   } catch (const std::exception& e) {
     RR_ERROR("cannot start: %s", e.what());
     for (auto& s : shards) s->request_stop();
@@ -217,23 +249,13 @@ int main(int argc, char** argv) {
     sigwait(&sigs, &sig);
     if (sig == SIGHUP) {
       // users.json is reloaded; the rest of the configuration reloads later.
-      if (!users) {
-        RR_WARN("SIGHUP: AUTH was off at start (no %s); restart to enable it",
-                cfg->accounts.file.c_str());
-        continue;
-      }
-      try {
-        users = load_users();
-        for (auto& s : shards) s->set_accounts(users);
-        RR_INFO("SIGHUP: reloaded %s (%zu accounts)", cfg->accounts.file.c_str(), users->size());
-      } catch (const config::config_error& e) {
-        RR_ERROR("SIGHUP: %s; keeping the accounts already loaded", e.what());
-      }
+      reload_users("SIGHUP");
       continue;
     }
     RR_INFO("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
     break;
   }
+  control.stop();
   for (auto& s : shards) s->request_stop();
   for (auto& s : shards) s->join();
   if (verifier) verifier->stop();

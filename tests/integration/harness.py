@@ -810,6 +810,9 @@ class Relay:
             "delivery": {"retry_schedule": [1, 1, 2], "max_age": 3600},
             "log": {"level": os.environ.get("RINGRELAY_LOG_LEVEL", "info")},
             "shutdown_grace": 3,
+            # Relative to the relay's directory (its cwd): one socket per
+            # relay, and short enough for a Unix socket path.
+            "control": {"socket": "control.sock"},
         }
         if relayhost:
             cfg["delivery"]["relayhost"] = relayhost
