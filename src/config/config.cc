@@ -392,7 +392,7 @@ std::vector<std::uint32_t> read_retry_schedule(const context& ctx, const json_va
 delivery_config read_delivery(const context& ctx, const json_value& v) {
   section s(ctx, v, "delivery",
             {"relayhost", "retry_schedule", "max_age", "connect_timeout", "command_timeout",
-             "connections_per_host", "messages_per_connection", "starttls"});
+             "connections_per_host", "messages_per_connection", "starttls", "tls_fallback"});
   delivery_config d;
   s.string("relayhost", d.relayhost);
   if (!d.relayhost.empty()) {
@@ -407,6 +407,7 @@ delivery_config read_delivery(const context& ctx, const json_value& v) {
   s.integer("connections_per_host", d.connections_per_host, 1, 10000);
   s.integer("messages_per_connection", d.messages_per_connection, 1, 1000000);
   s.boolean("starttls", d.starttls);
+  s.boolean("tls_fallback", d.tls_fallback);
   return d;
 }
 

@@ -100,7 +100,7 @@ class upstream final : public reactor::owner {
   upstream(service& svc)
       : _svc(svc),
         _slot(svc._loop.add_owner(this)),
-        _session(svc._cfg.hostname, svc._tls_client != nullptr) {}
+        _session(svc._cfg.hostname, svc.use_starttls()) {}
   ~upstream() {
     _svc._loop.remove_owner(_slot);
     if (_pipe[0] >= 0) ::close(_pipe[0]);
@@ -260,6 +260,7 @@ class upstream final : public reactor::owner {
       tls::status st = _tls->handshake();
       if (st == tls::status::want) return;
       if (st != tls::status::ok) {
+        _svc.tls_failed(_tls->error_text());
         run_events(_session.abort("TLS handshake failed (" + _tls->error_text() + ")"));
         return;
       }
@@ -660,6 +661,22 @@ void service::retry_later(std::unique_ptr<queued> q, std::string_view why) {
             m.env.recipients[idx].c_str(), m.attempts, delay, std::string(why).c_str());
   _spool.record_deferred(m);
   _deferred.emplace(m.next_attempt, std::move(q));
+}
+
+bool service::use_starttls() const {
+  return _tls_client && _loop.now_ms() >= _plaintext_until_ms;
+}
+
+// delivery.tls_fallback: after a failed handshake, talk plaintext to this
+// host for a while instead of deferring everything (off by default: an
+// attacker who breaks handshakes must not get plaintext for free).
+void service::tls_failed(std::string_view why) {
+  if (!_cfg.delivery.tls_fallback) return;
+  _plaintext_until_ms = _loop.now_ms() + 3600 * 1000;
+  RR_WARN(
+      "upstream %s: TLS handshake failed (%s); delivery.tls_fallback is on, so the next hour "
+      "of connections use plaintext",
+      _cfg.delivery.relayhost.c_str(), std::string(why).c_str());
 }
 
 void service::host_failed(std::string_view why) {

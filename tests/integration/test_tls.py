@@ -7,6 +7,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -210,3 +211,100 @@ def test_upstream_starttls_is_used_when_offered():
                     assert b"relay.test" in second, f"A's Received header missing: {second!r}"
                     h.assert_bytes_equal(body, content)
             assert b.log_text().count("TLS established") >= 1, "A never used STARTTLS to B"
+
+
+class BrokenTLSUpstream:
+    """An upstream that offers STARTTLS, accepts it, then answers the
+    ClientHello with garbage. Without STARTTLS it takes mail in plaintext
+    and records the MAIL FROM lines it saw."""
+
+    def __init__(self):
+        self.host = h.sink_ip()
+        self.port = h.free_port(self.host)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((self.host, self.port))
+        self.sock.listen(16)
+        self.handshakes = 0
+        self.plain_mails = []
+        self.stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self):
+        return f"{self.host}:{self.port}"
+
+    def _serve(self):
+        self.sock.settimeout(0.2)
+        while not self.stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn):
+        f = conn.makefile("rb")
+        conn.sendall(b"220 broken.test ESMTP\r\n")
+        in_data = False
+        for line in f:
+            if in_data:
+                if line == b".\r\n":
+                    in_data = False
+                    conn.sendall(b"250 2.0.0 stored\r\n")
+                continue
+            cmd = line.strip().upper()
+            if cmd.startswith(b"EHLO"):
+                conn.sendall(b"250-broken.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+            elif cmd == b"STARTTLS":
+                conn.sendall(b"220 2.0.0 go ahead\r\n")
+                conn.recv(4096)  # the ClientHello
+                self.handshakes += 1
+                conn.sendall(b"this is not a TLS record\r\n" * 4)
+                conn.close()
+                return
+            elif cmd.startswith(b"MAIL"):
+                self.plain_mails.append(line)
+                conn.sendall(b"250 2.1.0 ok\r\n")
+            elif cmd.startswith(b"RCPT"):
+                conn.sendall(b"250 2.1.5 ok\r\n")
+            elif cmd == b"DATA":
+                in_data = True
+                conn.sendall(b"354 go\r\n")
+            elif cmd == b"QUIT":
+                conn.sendall(b"221 bye\r\n")
+                conn.close()
+                return
+            else:
+                conn.sendall(b"250 ok\r\n")
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+def test_failed_upstream_handshake_defers_unless_fallback_is_configured():
+    for fallback in (False, True):
+        up = BrokenTLSUpstream()
+        try:
+            with h.Relay(relayhost=up.address,
+                         config={"delivery": {"tls_fallback": fallback}}) as relay:
+                h.smtplib_send(relay, h.SENDER, [h.rcpt()], h.make_message(800, tag="broken-tls"))
+                deadline = time.time() + 12
+                while time.time() < deadline and not (up.plain_mails if fallback else
+                                                      up.handshakes >= 2):
+                    time.sleep(0.1)
+                log = relay.log_text()
+                assert up.handshakes >= 1, "the relay never tried STARTTLS"
+                assert "TLS handshake failed" in log, "the failed handshake is not logged"
+                if fallback:
+                    assert up.plain_mails, "tls_fallback on, yet no plaintext retry"
+                    assert " delivered id=" in log, "not delivered after the fallback"
+                else:
+                    assert not up.plain_mails, "plaintext after a failed handshake"
+                    # The message waits in the queue; the host is retried.
+                    assert " delivered id=" not in log, "delivered without TLS"
+                    assert up.handshakes >= 2, "the host was not retried"
+        finally:
+            up.close()

@@ -84,7 +84,8 @@ struct delivery_config {
   std::uint32_t command_timeout = 300;                              // seconds
   std::uint32_t connections_per_host = 20;
   std::uint32_t messages_per_connection = 1000;
-  bool starttls = true;  // opportunistic STARTTLS to upstreams that offer it
+  bool starttls = true;       // opportunistic STARTTLS to upstreams that offer it
+  bool tls_fallback = false;  // after a failed handshake, plaintext for an hour
 };
 
 struct io_config {

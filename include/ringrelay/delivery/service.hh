@@ -72,6 +72,8 @@ class service {
   void retry_later(std::unique_ptr<queued> q, std::string_view why);
   void host_failed(std::string_view why);
   void host_ok() { _host_failures = 0; }
+  bool use_starttls() const;
+  void tls_failed(std::string_view why);
   void connection_gone(upstream* u);
   std::uint32_t retry_delay(std::uint32_t attempts) const;
 
@@ -87,6 +89,7 @@ class service {
   std::int64_t _last_expiry_check_ms = 0;
   bool _stopping = false;
   std::unique_ptr<tls::context> _tls_client;  // null: delivery.starttls off
+  std::int64_t _plaintext_until_ms = 0;       // tls_fallback after a failed handshake
 };
 
 }  // namespace ringrelay::delivery
