@@ -58,24 +58,29 @@ void body_verifier::feed(std::string_view in) {
   if (_in_body && !in.empty()) feed_body(in);
 }
 
-// Header lines are short: octets go one by one into `_line` (its first
-// `keep` octets), and each line end is examined.
+// Header lines: the first `keep` octets of each go to `_line`, and each line
+// end is examined there.
 void body_verifier::feed_header(std::string_view& in) {
   while (!in.empty() && !_in_body) {
-    char c = in.front();
-    in.remove_prefix(1);
-    if (_line_start && c == '.' && _framing == framing::stuffed) {
+    if (_line_start) {
       _line_start = false;
-      continue;
+      if (in.front() == '.' && _framing == framing::stuffed) {
+        in.remove_prefix(1);
+        continue;
+      }
     }
-    _line_start = false;
-    if (c == '\n') {
-      end_header_line();
-      _line_start = true;
-      continue;
+    const void* nl = std::memchr(in.data(), '\n', in.size());
+    std::size_t n =
+        nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - in.data()) : in.size();
+    if (_line_len < keep) std::memcpy(_line + _line_len, in.data(), std::min(n, keep - _line_len));
+    _line_len += n;
+    if (!nl) {
+      in = {};
+      return;
     }
-    if (_line_len < keep) _line[_line_len] = c;
-    ++_line_len;
+    in.remove_prefix(n + 1);
+    end_header_line();
+    _line_start = true;
   }
 }
 

@@ -26,7 +26,9 @@ class histogram {
   std::uint64_t count() const { return _count; }
   std::uint64_t min() const { return _count ? _min : 0; }
   std::uint64_t max() const { return _max; }
-  double mean() const { return _count ? static_cast<double>(_sum) / static_cast<double>(_count) : 0; }
+  double mean() const {
+    return _count ? static_cast<double>(_sum) / static_cast<double>(_count) : 0;
+  }
   // The smallest recorded value v such that `q` (0..1) of the values are at
   // most v, reported as the upper end of v's bucket (never below the true
   // value) and clamped to the exact max. 0 when empty.

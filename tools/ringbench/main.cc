@@ -1,6 +1,8 @@
 // ringbench — SMTP load generator (`send`) and counting, verifying sink
 // (`sink`), built on ringrelay's own reactor. See `ringbench --help` and
 // docs/ringbench.md.
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <string_view>
 
@@ -8,8 +10,23 @@
 #include "send.hh"
 #include "sink.hh"
 
+namespace {
+
+// Thousands of connections need thousands of descriptors: take the hard
+// limit instead of the usual soft 1024.
+void raise_descriptor_limit() {
+  rlimit r;
+  if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &r);
+  }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace ringrelay::ringbench;
+  raise_descriptor_limit();
   std::string_view cmd = argc > 1 ? argv[1] : "";
   if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     std::fputs(main_help, stdout);
@@ -44,10 +61,13 @@ int main(int argc, char** argv) {
     return run_sink(opt);
   }
   if (cmd.empty())
-    std::fputs("ringbench: say what to run: ringbench send ... or ringbench sink ... (see ringbench --help)\n",
-               stderr);
+    std::fputs(
+        "ringbench: say what to run: ringbench send ... or ringbench sink ... (see ringbench "
+        "--help)\n",
+        stderr);
   else
-    std::fprintf(stderr, "ringbench: unknown command '%.*s': use send or sink (see ringbench --help)\n",
+    std::fprintf(stderr,
+                 "ringbench: unknown command '%.*s': use send or sink (see ringbench --help)\n",
                  static_cast<int>(cmd.size()), cmd.data());
   return 2;
 }

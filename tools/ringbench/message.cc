@@ -11,10 +11,10 @@ constexpr std::size_t line_chars = 76;
 constexpr const char* id_placeholder = "000-0000000000";
 
 constexpr const char* words[] = {
-    "relay",   "queue",  "message", "shard", "ring",   "buffer", "mail", "deliver", "sender",
-    "domain",  "header", "body",    "line",  "octet",  "commit", "disk", "pipe",    "upstream",
-    "receive", "bench",  "load",    "sink",  "verify", "quota",  "the",  "a",       "of",
-    "and",     "to",     "in",      "is",    "for"};
+    "relay",  "queue",    "message", "shard", "ring", "buffer", "mail",   "deliver",
+    "sender", "domain",   "header",  "body",  "line", "octet",  "commit", "disk",
+    "pipe",   "upstream", "receive", "bench", "load", "sink",   "verify", "quota",
+    "the",    "a",        "of",      "and",   "to",   "in",     "is",     "for"};
 constexpr std::size_t word_count = sizeof words / sizeof words[0];
 
 // xorshift64: a fixed, fast sequence, so a size always gives the same body.

@@ -2,12 +2,12 @@
 //
 // For each size of the --size mix, one `message_template` holds everything
 // that does not change from message to message: the body (76-character
-// lines of printable text, some beginning with "." and one that is a lone
-// ".", so the server's dot-stuffing and end-of-data handling are
-// exercised), already dot-stuffed and followed by the terminating ".\r\n",
+// lines of printable text, some beginning with "." or "..", and one in
+// fifty a lone ".", so the server's dot-stuffing and end-of-data handling
+// are exercised), already dot-stuffed and followed by the terminating ".\r\n",
 // its CRC-32C, the header block with a fixed-width placeholder for the
 // message's ID, and the MAIL/RCPT/DATA commands. Sending a message then
-// costs a patch of 14 octets in a copy of the ~400-octet header; the body
+// costs a patch of 14 octets in a copy of the ~330-octet header; the body
 // goes out from the shared buffer.
 //
 // The CRC covers the body after the header block, unstuffed: exactly what
@@ -26,10 +26,10 @@
 namespace ringrelay::ringbench {
 
 struct message_template {
-  std::uint64_t size = 0;  // header block + body: the RFC 1870 size, SIZE=
-  std::string header;      // ends with the empty line; ID placeholders inside
+  std::uint64_t size = 0;               // header block + body: the RFC 1870 size, SIZE=
+  std::string header;                   // ends with the empty line; ID placeholders inside
   std::vector<std::size_t> id_offsets;  // where each id_width-octet ID goes
-  std::string wire_body;   // dot-stuffed body + ".\r\n"
+  std::string wire_body;                // dot-stuffed body + ".\r\n"
   std::uint32_t body_crc = 0;
   std::string mail_with_size;  // "MAIL FROM:<...> SIZE=n\r\n"
   std::string mail_plain;      // "MAIL FROM:<...>\r\n" for servers without SIZE

@@ -194,7 +194,8 @@ std::string parse_mix(std::string_view text, std::vector<weighted_value>& out, c
     out.push_back(w);
   }
   if (out.empty()) return std::string("the ") + what + " mix is empty";
-  if (total > 1000000) return std::string("the ") + what + " mix's weights add up to more than 1000000";
+  if (total > 1000000)
+    return std::string("the ") + what + " mix's weights add up to more than 1000000";
   return {};
 }
 
@@ -248,12 +249,6 @@ std::string parse_reply_mix(std::string_view text, std::vector<weighted_value>& 
   });
 }
 
-std::string format_size(std::uint64_t octets) {
-  if (octets % 1048576 == 0) return std::to_string(octets / 1048576) + "m";
-  if (octets % 1024 == 0) return std::to_string(octets / 1024) + "k";
-  return std::to_string(octets);
-}
-
 namespace {
 
 // Walks argv; `value()` takes an option's value from "--opt=V" or the next
@@ -302,8 +297,8 @@ std::string bad(const std::string& opt, const std::string& value, const char* wa
 
 std::string parse_threads(const std::string& v, unsigned& out) {
   std::uint32_t n;
-  if (!parse_u32(v, n, 1024) || n == 0)
-    return bad("--threads", v, "write a number of threads from 1 to 1024");
+  if (!parse_u32(v, n, 999) || n == 0)
+    return bad("--threads", v, "write a number of threads from 1 to 999");
   out = n;
   return {};
 }

@@ -41,8 +41,8 @@ struct send_options {
   auth_mechanism auth = auth_mechanism::none;
   std::string user;
   std::string password;
-  unsigned threads = 0;      // 0: one per CPU
-  double timeout_s = 30;     // a reply, or a connect, not coming within this fails the connection
+  unsigned threads = 0;   // 0: one per CPU
+  double timeout_s = 30;  // a reply, or a connect, not coming within this fails the connection
   bool json = false;
   bool quiet = false;
 };
@@ -85,8 +85,5 @@ std::string parse_reply_mix(std::string_view text, std::vector<weighted_value>& 
 // asked (the caller prints the help and exits 0).
 std::string parse_send(int argc, char** argv, send_options& out, bool& help);
 std::string parse_sink(int argc, char** argv, sink_options& out, bool& help);
-
-// 1k, 100k, 10m, or the octet count when it is not a round multiple.
-std::string format_size(std::uint64_t octets);
 
 }  // namespace ringrelay::ringbench

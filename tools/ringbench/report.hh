@@ -16,7 +16,7 @@ std::string grouped(std::uint64_t n);
 // Fixed-point with `decimals` digits and thousands separators.
 std::string grouped(double v, int decimals);
 // Nanoseconds as microseconds with one decimal when below 10 ms, else whole
-// milliseconds: "812.4 µs", "35 ms".
+// milliseconds: "812.4 us", "35 ms".
 std::string duration_text(std::uint64_t ns);
 
 // Builds one JSON object; values are appended in call order.

@@ -82,7 +82,9 @@ std::string base64(std::string_view in) {
   return out;
 }
 
-bool is_2xx(std::uint16_t code) { return code >= 200 && code < 300; }
+bool is_2xx(std::uint16_t code) {
+  return code >= 200 && code < 300;
+}
 
 // What every thread reads: options, prepared messages, and the run's
 // few shared atomics.
@@ -150,10 +152,7 @@ class client;
 class worker {
  public:
   worker(shared_state& shared, unsigned index, unsigned connections)
-      : shared(shared),
-        index(index),
-        _target(connections),
-        _picker(shared.weights) {
+      : shared(shared), index(index), _target(connections), _picker(shared.weights) {
     for (const auto& m : shared.messages) {
       std::string h = m.header;
       char id[id_width];
@@ -187,6 +186,11 @@ class worker {
 
  private:
   void tick(std::int64_t now_ms);
+  // Whether connections that end should be replaced.
+  bool wants_more() const {
+    return !_stopping && !shared.stop.load(std::memory_order_relaxed) &&
+           !shared.abort.load(std::memory_order_relaxed) && !shared.budget_spent();
+  }
   void open_client();
   void begin_stop(std::int64_t now_ms);
 
@@ -200,13 +204,13 @@ class worker {
   std::int64_t _drain_deadline_ms = 0;
   std::int64_t _last_progress_ms = 0;
   std::uint64_t _failures_since_progress = 0;
+  std::int64_t _last_reopen_ms = 0;
 };
 
 // One SMTP connection and its messages, one at a time.
 class client final : public reactor::owner {
  public:
-  explicit client(worker& w)
-      : _w(w), _opt(w.shared.opt), _slot(w.loop().add_owner(this)) {
+  explicit client(worker& w) : _w(w), _opt(w.shared.opt), _slot(w.loop().add_owner(this)) {
     _expect.reserve(_opt.rcpts + 4);
   }
   ~client() { _w.loop().remove_owner(_slot); }
@@ -230,7 +234,6 @@ class client final : public reactor::owner {
     std::uint32_t rcpt_ok = 0;
     std::uint16_t mail_code = 0;
     std::uint16_t first_rcpt_code = 0;  // first refused RCPT
-    std::uint16_t data_code = 0;        // DATA refused
     std::uint32_t next_command = 0;     // without pipelining: the next RCPT/DATA to send
   };
 
@@ -290,6 +293,7 @@ class client final : public reactor::owner {
   bool _gone = false;
   bool _cancel_sent = false;
   bool _clean_end = false;
+  bool _server_closing = false;  // a 421 came
   int _auth_step = 0;
   std::uint32_t _messages = 0;
   transaction _txn;
@@ -302,7 +306,6 @@ void client::connect() {
   _fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (_fd < 0) {
     setup_failed(std::string("socket: ") + strerror(errno));
-    maybe_done();
     return;
   }
   int one = 1;
@@ -395,7 +398,8 @@ void client::wait_for(expect e) {
 
 void client::on_reply(const delivery::reply& r) {
   if (_expect_head == _expect.size()) {
-    // RFC 5321 4.2: a 421 may come at any time when the server shuts down.
+    // A reply nobody asked for: typically a 421 from a server that shuts
+    // down (RFC 5321 3.8).
     fail("unexpected reply: " + r.one_line(), true);
     return;
   }
@@ -449,6 +453,8 @@ void client::on_reply(const delivery::reply& r) {
       fail("QUIT answered", false);
       break;
   }
+  // RFC 5321 3.8: 421 announces that the server closes the connection.
+  if (r.code == 421) _server_closing = true;
   // Between messages, with every reply in: the next message (or QUIT).
   if (!_closing && _ready && !_txn.active && !_quitting && _expect_head == _expect.size())
     next_message();
@@ -462,8 +468,9 @@ void client::on_ehlo(const delivery::reply& r) {
     auto word = t.substr(0, t.find(' '));
     auto is = [&](std::string_view kw) {
       return word.size() == kw.size() &&
-             std::equal(word.begin(), word.end(), kw.begin(),
-                        [](char a, char b) { return std::toupper(a) == b; });
+             std::equal(word.begin(), word.end(), kw.begin(), [](char a, char b) {
+               return std::toupper(static_cast<unsigned char>(a)) == b;
+             });
     };
     if (is("PIPELINING")) pipelining = true;
     if (is("SIZE")) _size_ext = true;
@@ -495,8 +502,11 @@ void client::ready() {
 }
 
 void client::next_message() {
-  if (_stop_after_message || (_opt.reuse != 0 && _messages >= _opt.reuse) ||
-      !_w.shared.claim()) {
+  if (_server_closing) {
+    fail("the server closes the connection (421)", false);
+    return;
+  }
+  if (_stop_after_message || (_opt.reuse != 0 && _messages >= _opt.reuse) || !_w.shared.claim()) {
     quit();
     return;
   }
@@ -558,10 +568,9 @@ void client::send_next_command() {
 
 void client::on_data_reply(const delivery::reply& r) {
   if (r.code != 354) {
-    _txn.data_code = r.code;
     // The transaction stays open on the server when MAIL was accepted.
     _need_rset = _txn.mail_ok;
-    std::uint16_t code = _txn.mail_code         ? _txn.mail_code
+    std::uint16_t code = _txn.mail_code                              ? _txn.mail_code
                          : _txn.rcpt_ok == 0 && _txn.first_rcpt_code ? _txn.first_rcpt_code
                                                                      : r.code;
     finish_message(false, code);
@@ -678,7 +687,8 @@ void client::setup_failed(const std::string& why) {
     _w.shared.set_fatal(why);
   } else if (!_closing) {
     _w.connection_failed();
-    if (_w.totals.connection_failures <= 3) std::fprintf(stderr, "ringbench send: %s\n", why.c_str());
+    if (_w.totals.connection_failures <= 3)
+      std::fprintf(stderr, "ringbench send: %s\n", why.c_str());
   }
   fail(why, false);
 }
@@ -692,9 +702,10 @@ void client::fail(const std::string& why, bool count) {
     if (_w.totals.connection_failures <= 3)
       std::fprintf(stderr, "ringbench send: connection lost: %s\n", why.c_str());
   }
-  if (_txn.active) finish_message(false, lost);
+  if (_txn.active) finish_message(false, _server_closing ? 421 : lost);
   _closing = true;
   cancel_all();
+  maybe_done();
 }
 
 void client::cancel_all() {
@@ -740,7 +751,7 @@ void worker::open_client() {
 void worker::client_gone(client* c, bool replace_now) {
   _loop->defer([this, c, replace_now] {
     std::erase_if(_clients, [c](const auto& p) { return p.get() == c; });
-    bool more = !_stopping && !_aborting && !shared.budget_spent();
+    bool more = wants_more();
     if (more && replace_now && _clients.size() < _target) open_client();
     if (_clients.empty() && !more) _loop->stop();
   });
@@ -769,9 +780,15 @@ void worker::tick(std::int64_t now_ms) {
     shared.set_fatal("no connection to " + shared.opt.server + " worked for " +
                      std::to_string(timeout_ms / 1000) + " s (" +
                      std::to_string(_failures_since_progress) + " failed); giving up");
-  bool more = !_stopping && !shared.budget_spent();
-  // Connections that failed are replaced here, at most once a tick.
-  while (more && _clients.size() < _target) open_client();
+  bool more = wants_more();
+  // Connections that failed are replaced here: every tick while messages
+  // still succeed, once a second while nothing does (a server that is down
+  // is not hammered).
+  bool failing = _failures_since_progress > 0;
+  if (more && (!failing || now_ms - _last_reopen_ms >= 1000)) {
+    _last_reopen_ms = now_ms;
+    while (_clients.size() < _target) open_client();
+  }
   if (_clients.empty() && !more) _loop->stop();
 }
 
@@ -783,7 +800,9 @@ struct summary {
                 connection_failures = 0;
 };
 
-std::string code_name(std::size_t code) { return code == lost ? "conn" : std::to_string(code); }
+std::string code_name(std::size_t code) {
+  return code == lost ? "conn" : std::to_string(code);
+}
 
 void print_text(const send_options& o, const summary& s, double elapsed, unsigned threads) {
   double rate = elapsed > 0 ? static_cast<double>(s.ok) / elapsed : 0;
@@ -803,7 +822,7 @@ void print_text(const send_options& o, const summary& s, double elapsed, unsigne
   std::printf("%s\n", first ? "" : ")");
   std::printf("  replies            ");
   first = true;
-  for (std::size_t c = 0; c < s.outcomes.size(); ++c) {
+  for (std::size_t c = 1; c < s.outcomes.size(); ++c) {
     if (s.outcomes[c] == 0) continue;
     std::printf("%s%s: %s", first ? "" : ", ", code_name(c).c_str(),
                 grouped(s.outcomes[c]).c_str());
@@ -818,18 +837,17 @@ void print_text(const send_options& o, const summary& s, double elapsed, unsigne
   const auto& h = s.latency;
   std::printf("  latency MAIL->250  p50 %s, p90 %s, p99 %s, p99.9 %s, max %s\n",
               duration_text(h.percentile(0.5)).c_str(), duration_text(h.percentile(0.9)).c_str(),
-              duration_text(h.percentile(0.99)).c_str(),
-              duration_text(h.percentile(0.999)).c_str(), duration_text(h.max()).c_str());
+              duration_text(h.percentile(0.99)).c_str(), duration_text(h.percentile(0.999)).c_str(),
+              duration_text(h.max()).c_str());
 }
 
 void print_json(const send_options& o, const summary& s, double elapsed, unsigned threads) {
   json_object replies, errors;
   for (std::size_t c = 0; c < s.outcomes.size(); ++c) {
     if (s.outcomes[c] == 0) continue;
-    replies.add(code_name(c), s.outcomes[c]);
+    if (c != lost) replies.add(code_name(c), s.outcomes[c]);
     if (c < 200 || c >= 300) errors.add(code_name(c), s.outcomes[c]);
   }
-  json_object sizes;
   std::string size_list = "[";
   for (std::size_t i = 0; i < o.sizes.size(); ++i) {
     if (i) size_list += ",";
@@ -944,7 +962,8 @@ int run_send(const send_options& opt) {
         in_flight += w->live.in_flight.load(std::memory_order_relaxed);
       }
       if (!opt.quiet)
-        std::fprintf(stderr, "ringbench send: %4.0fs  %s msg/s  %s MB/s  errors %s  in flight %s  done %s\n",
+        std::fprintf(stderr,
+                     "ringbench send: %4.0fs  %s msg/s  %s MB/s  errors %s  in flight %s  ok %s\n",
                      now - start, grouped(ok - last_ok).c_str(),
                      grouped(static_cast<double>(bytes - last_bytes) / 1e6, 1).c_str(),
                      grouped(errors).c_str(), grouped(in_flight).c_str(), grouped(ok).c_str());
@@ -953,8 +972,8 @@ int run_send(const send_options& opt) {
       next_report += 1;
     }
     if (now - start >= limit) shared.stop.store(true);
-    int wait_ms = std::clamp(static_cast<int>((std::min(next_report, start + limit) - now) * 1000),
-                             1, 100);
+    int wait_ms =
+        std::clamp(static_cast<int>((std::min(next_report, start + limit) - now) * 1000), 1, 100);
     if (int sig = wait_signal(wait_ms); sig != 0) {
       if (++signals == 1) {
         std::fprintf(stderr,

@@ -18,6 +18,7 @@
 #include <ringrelay/reactor/loop.hh>
 #include <ringrelay/smtp/command.hh>
 #include <ringrelay/smtp/data_scanner.hh>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,7 +58,6 @@ struct shared_state {
   std::string ehlo_reply;
   std::vector<std::uint32_t> weights;
   std::vector<std::string> reply_lines;  // per --reply entry
-  std::atomic<std::uint64_t> received{0};
   std::atomic<bool> stop{false};
 };
 
@@ -113,6 +113,7 @@ class worker {
   std::unique_ptr<net::acceptor> _acceptor;
   std::vector<std::unique_ptr<connection>> _connections;
   std::vector<connection*> _dirty;
+  std::vector<connection*> _flushing;
   std::vector<connection*> _starved;
   weighted_picker _picker;
   bool _stopping = false;
@@ -122,9 +123,7 @@ class worker {
 // One client connection.
 class connection final : public reactor::owner {
  public:
-  connection(worker& w, int fd) : _w(w), _fd(fd), _slot(w.loop().add_owner(this)) {
-    _scanner = smtp::data_scanner(smtp::scan_limits{~std::uint64_t{0}, ~std::uint32_t{0}});
-  }
+  connection(worker& w, int fd) : _w(w), _fd(fd), _slot(w.loop().add_owner(this)) {}
   ~connection() { _w.loop().remove_owner(_slot); }
 
   void start() {
@@ -152,7 +151,14 @@ class connection final : public reactor::owner {
   bool listed_dirty = false;
 
  private:
-  enum class mode : std::uint8_t { command, data, bdat, auth_plain, auth_login_user, auth_login_pass };
+  enum class mode : std::uint8_t {
+    command,
+    data,
+    bdat,
+    auth_plain,
+    auth_login_user,
+    auth_login_pass
+  };
 
   struct pending_buffer {
     std::uint16_t id;
@@ -188,7 +194,8 @@ class connection final : public reactor::owner {
   bool _in_transaction = false;
   std::uint32_t _rcpts = 0;
 
-  smtp::data_scanner _scanner;
+  // No limits: the sink takes any size and line length.
+  smtp::data_scanner _scanner{smtp::scan_limits{~std::uint64_t{0}, ~std::uint32_t{0}}};
   body_verifier _verifier;
   std::uint64_t _bdat_left = 0;
   std::uint64_t _bdat_size = 0;  // octets of this message's chunks so far
@@ -343,7 +350,7 @@ std::size_t connection::feed_line(std::span<const char> data) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (_line_too_long || line.size() > max_line) {
     reply("500 5.5.6 Line too long\r\n");
-    if (_mode != mode::command) _mode = mode::command;
+    _mode = mode::command;
   } else {
     handle_line(line);
   }
@@ -392,9 +399,11 @@ void connection::handle_command(const smtp::command& c) {
   switch (c.v) {
     case smtp::verb::ehlo:
       _in_transaction = false;
+      _bdat_started = false;
       return reply(_w.shared.ehlo_reply);
     case smtp::verb::helo:
       _in_transaction = false;
+      _bdat_started = false;
       return reply("250 ringbench sink\r\n");
     case smtp::verb::mail:
       if (_in_transaction) return reply("503 5.5.1 Nested MAIL command\r\n");
@@ -458,9 +467,9 @@ void connection::handle_auth(std::string_view arg) {
   std::string_view mech = arg.substr(0, space);
   bool has_ir = space != std::string_view::npos;
   auto is = [&](std::string_view m) {
-    return mech.size() == m.size() && std::equal(mech.begin(), mech.end(), m.begin(), [](char a, char b) {
-             return (a >= 'a' && a <= 'z' ? a - 32 : a) == b;
-           });
+    return mech.size() == m.size() &&
+           std::equal(mech.begin(), mech.end(), m.begin(),
+                      [](char a, char b) { return (a >= 'a' && a <= 'z' ? a - 32 : a) == b; });
   };
   if (is("PLAIN")) {
     if (!has_ir) {
@@ -601,7 +610,6 @@ std::size_t worker::message_received(std::uint64_t size, body_verifier& v) {
       ++totals.unverified;
       break;
   }
-  shared.received.fetch_add(1, std::memory_order_relaxed);
   std::size_t which = _picker.next();
   ++totals.replies[shared.opt.replies[which].value];
   return which;
@@ -669,9 +677,10 @@ void worker::destroy(connection* c) {
 
 void worker::turn_end() {
   _buffers->publish();
-  auto dirty = std::move(_dirty);
-  _dirty.clear();
-  for (auto* c : dirty) c->flush();
+  // Swapped, not moved: both vectors keep their capacity from turn to turn.
+  _flushing.swap(_dirty);
+  for (auto* c : _flushing) c->flush();
+  _flushing.clear();
   if (!_starved.empty() && _buffers->available() > _buffers->count() / 4) {
     auto starved = std::move(_starved);
     _starved.clear();
@@ -694,8 +703,8 @@ void worker::tick(std::int64_t now_ms) {
 }
 
 std::string build_ehlo_reply(const sink_options& o) {
-  std::vector<std::string> lines = {"ringbench sink", "PIPELINING", "SIZE", "8BITMIME", "SMTPUTF8",
-                                    "ENHANCEDSTATUSCODES"};
+  std::vector<std::string> lines = {"ringbench sink", "PIPELINING", "SIZE",
+                                    "8BITMIME",       "SMTPUTF8",   "ENHANCEDSTATUSCODES"};
   if (o.chunking) lines.push_back("CHUNKING");
   if (o.auth_accept) lines.push_back("AUTH PLAIN LOGIN");
   std::string out;
@@ -748,7 +757,8 @@ void print_summary(const sink_options& o, const thread_totals& t, double elapsed
   std::printf("  elapsed          %.2f s\n", elapsed);
   std::printf("  messages         %s (%s msg/s)\n", grouped(t.messages).c_str(),
               grouped(rate, 1).c_str());
-  std::printf("  octets           %s (%s MB/s)\n", grouped(t.bytes).c_str(), grouped(mb, 1).c_str());
+  std::printf("  octets           %s (%s MB/s)\n", grouped(t.bytes).c_str(),
+              grouped(mb, 1).c_str());
   std::printf("  verified         %s\n", grouped(t.verified).c_str());
   std::printf("  mismatches       %s\n", grouped(t.mismatches).c_str());
   std::printf("  unverified       %s\n", grouped(t.unverified).c_str());
@@ -764,6 +774,28 @@ void print_summary(const sink_options& o, const thread_totals& t, double elapsed
   std::printf("  authentications  %s\n", grouped(t.authentications).c_str());
 }
 
+// SO_REUSEPORT would let this sink share the port with another process
+// (an earlier sink still running) and silently get half the connections: a
+// plain bind first finds such a listener.
+std::string check_port_free(const sink_options& o) {
+  sockaddr_storage ss;
+  socklen_t len;
+  net::parse_endpoint(o.listen, ss, len);
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return {};
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (ss.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  int rc = bind(fd, reinterpret_cast<sockaddr*>(&ss), len);
+  int err = errno;
+  ::close(fd);
+  if (rc < 0 && err == EADDRINUSE)
+    return o.listen +
+           ": another process listens on this address (an earlier sink?); stop it or "
+           "pick another port";
+  return {};
+}
+
 }  // namespace
 
 int run_sink(const sink_options& opt) {
@@ -776,6 +808,10 @@ int run_sink(const sink_options& opt) {
   unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
   unsigned threads = opt.threads ? opt.threads : cpus;
 
+  if (std::string busy = check_port_free(opt); !busy.empty()) {
+    std::fprintf(stderr, "ringbench sink: %s\n", busy.c_str());
+    return 2;
+  }
   std::vector<std::unique_ptr<worker>> workers;
   try {
     reactor::loop::probe_kernel();
@@ -800,14 +836,14 @@ int run_sink(const sink_options& opt) {
                     [](const auto& w) { return w->live.finished.load(); }))
       break;
     double now = now_s();
+    std::uint64_t messages = 0, bytes = 0, mismatches = 0, open = 0;
+    for (auto& w : workers) {
+      messages += w->live.messages.load(std::memory_order_relaxed);
+      bytes += w->live.bytes.load(std::memory_order_relaxed);
+      mismatches += w->live.mismatches.load(std::memory_order_relaxed);
+      open += w->live.connections_open.load(std::memory_order_relaxed);
+    }
     if (now >= next_report) {
-      std::uint64_t messages = 0, bytes = 0, mismatches = 0, open = 0;
-      for (auto& w : workers) {
-        messages += w->live.messages.load(std::memory_order_relaxed);
-        bytes += w->live.bytes.load(std::memory_order_relaxed);
-        mismatches += w->live.mismatches.load(std::memory_order_relaxed);
-        open += w->live.connections_open.load(std::memory_order_relaxed);
-      }
       if (!opt.quiet)
         std::fprintf(stderr,
                      "ringbench sink: %4.0fs  %s msg/s  %s MB/s  messages %s  mismatches %s  "
@@ -819,7 +855,7 @@ int run_sink(const sink_options& opt) {
       last_bytes = bytes;
       next_report += 1;
     }
-    if (opt.expect && shared.received.load(std::memory_order_relaxed) >= opt.expect) {
+    if (opt.expect && messages >= opt.expect) {
       expect_reached = true;
       shared.stop.store(true);
     }
