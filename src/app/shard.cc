@@ -96,8 +96,7 @@ void shard::run() {
     auto& loop = *_state->loop;
     buffers = std::make_unique<reactor::buffer_pool>(loop.ring(), 0, cfg.io.recv_buffers,
                                                      cfg.io.recv_buffer_size);
-    spool = std::make_unique<spool::writer>(loop, *buffers, cfg.spool.dir, _index,
-                                            cfg.spool.segment_size);
+    spool = std::make_unique<spool::writer>(loop, cfg.spool.dir, _index, cfg.spool.segment_size);
     recovered = spool->open();
     deliver = std::make_unique<delivery::service>(loop, *spool, cfg, _index);
 

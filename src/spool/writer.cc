@@ -22,10 +22,8 @@ enum op : std::uint8_t {
 
 }  // namespace
 
-writer::writer(reactor::loop& loop, reactor::buffer_pool& buffers, std::string dir, unsigned shard,
-               std::uint64_t segment_size)
+writer::writer(reactor::loop& loop, std::string dir, unsigned shard, std::uint64_t segment_size)
     : _loop(loop),
-      _buffers(buffers),
       _dir(std::move(dir)),
       _shard(shard),
       _segment_size(segment_size),

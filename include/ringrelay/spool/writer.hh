@@ -62,8 +62,7 @@ class writer final : public reactor::owner {
   using message_handle = std::uint32_t;
   using commit_callback = std::function<void(int err, stored_message* msg)>;
 
-  writer(reactor::loop& loop, reactor::buffer_pool& buffers, std::string dir, unsigned shard,
-         std::uint64_t segment_size);
+  writer(reactor::loop& loop, std::string dir, unsigned shard, std::uint64_t segment_size);
   ~writer();
 
   // Recovers the shard's log (blocking, before the loop runs) and opens a
@@ -170,7 +169,6 @@ class writer final : public reactor::owner {
   void append_state(record_type t, util::queue_id id, std::string payload);
 
   reactor::loop& _loop;
-  reactor::buffer_pool& _buffers;
   std::string _dir;
   unsigned _shard;
   std::uint64_t _segment_size;

@@ -150,7 +150,7 @@ class rig {
       std::uint32_t buffer_size = 4096)
       : loop(reactor::loop_options{4096, 10}),
         buffers(loop.ring(), 0, buffer_count, buffer_size),
-        spool(loop, buffers, dir, shard, segment_size) {
+        spool(loop, dir, shard, segment_size) {
     loop.on_tick([this](std::int64_t now) {
       spool.tick(now);
       if (++_ticks >= _tick_limit) {
