@@ -18,6 +18,13 @@ namespace ringrelay::accounts {
 // the next second. Years 1970 to 9999; nullopt for anything else.
 std::optional<std::int64_t> parse_rfc3339(std::string_view text);
 
+// Proleptic Gregorian calendar arithmetic (also used by the quota clock).
+bool leap(std::int64_t year);
+int days_in_month(std::int64_t year, int month);
+// Days since 1970-01-01 of a date, and back; correct before 1970 too.
+std::int64_t days_from_civil(std::int64_t year, int month, int day);
+void civil_from_days(std::int64_t days, std::int64_t& year, int& month, int& day);
+
 // "YYYY-MM-DDTHH:MM:SSZ" (UTC). Seconds outside 1970 to the end of 9999 are
 // clamped to that range.
 std::string format_rfc3339(std::int64_t unix_seconds);
