@@ -17,6 +17,7 @@
 #include <ringrelay/accounts/table.hh>
 #include <ringrelay/accounts/timestamp.hh>
 #include <ringrelay/config/config.hh>
+#include <ringrelay/util/hostname.hh>
 #include <utility>
 
 namespace ringrelay::accounts {
@@ -26,7 +27,6 @@ namespace od = simdjson::ondemand;
 using config::config_error;
 
 constexpr std::size_t max_username = 255;
-constexpr std::size_t max_domain = 253;
 
 constexpr std::string_view user_keys[] = {"username",    "password", "created_at",    "enabled",
                                           "daily_quota", "blocks",   "sender_domains"};
@@ -53,27 +53,6 @@ std::string known_keys() {
   std::string out;
   for (auto k : user_keys) out += (out.empty() ? "" : ", ") + std::string(k);
   return out;
-}
-
-// RFC 1123 2.1 host name, as the sender's domain must be: dot-separated
-// labels of letters, digits and hyphens, not starting or ending with a
-// hyphen, 63 octets a label, 253 in all. IDNs are listed in A-label form.
-bool valid_domain(std::string_view name) {
-  if (name.empty() || name.size() > max_domain) return false;
-  std::size_t label = 0;
-  char previous = '.';
-  for (char c : name) {
-    if (c == '.') {
-      if (label == 0 || previous == '-') return false;
-      label = 0;
-    } else {
-      bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-      if (!alnum && (c != '-' || label == 0)) return false;
-      if (++label > 63) return false;
-    }
-    previous = c;
-  }
-  return label != 0 && previous != '-';
 }
 
 // Usernames appear in SASL exchanges, logs and the Received header: no
@@ -223,7 +202,8 @@ std::vector<std::string> reader::read_domains(od::value& v, const std::string& p
     std::string domain = lower(read_string(item, item_path));
     // "acme.example." names the same domain (RFC 1034 3.1).
     if (domain.ends_with('.')) domain.pop_back();
-    if (!valid_domain(domain)) expected(item_path, item, "a domain name such as \"example.com\"");
+    if (!util::valid_hostname(domain))
+      expected(item_path, item, "a domain name such as \"example.com\"");
     if (std::find(out.begin(), out.end(), domain) == out.end()) out.push_back(std::move(domain));
   }
   if (i == 0) fail(path, "an empty list allows no sender domain: leave the key out to allow any");

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <ringrelay/config/config.hh>
+#include <ringrelay/util/hostname.hh>
 #include <span>
 #include <thread>
 #include <utility>
@@ -239,26 +240,6 @@ class section {
   std::string _path;
 };
 
-// RFC 1123 2.1 host name: dot-separated labels of letters, digits and
-// hyphens, not starting or ending with a hyphen; 253 octets at most.
-bool valid_hostname(std::string_view name) {
-  if (name.empty() || name.size() > 253) return false;
-  std::size_t label = 0;
-  char previous = '.';
-  for (char c : name) {
-    if (c == '.') {
-      if (label == 0 || previous == '-') return false;
-      label = 0;
-    } else {
-      bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-      if (!alnum && (c != '-' || label == 0)) return false;
-      if (++label > 63) return false;
-    }
-    previous = c;
-  }
-  return label != 0 && previous != '-';
-}
-
 // The machine's name, or "" when gethostname fails (errno says why).
 std::string system_hostname() {
   char name[256] = {};
@@ -481,7 +462,7 @@ server_config read_server(const context& ctx, const json_value& root, const std:
   }
   s.integer("shards", c.shards, 0, max_shards);
   s.string("hostname", c.hostname);
-  if (!c.hostname.empty() && !valid_hostname(c.hostname)) {
+  if (!c.hostname.empty() && !util::valid_hostname(c.hostname)) {
     ctx.expected(*s.get("hostname"), "hostname",
                  "\"\" or a host name (letters, digits, hyphens and dots) such as "
                  "\"relay.example.com\"");
