@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <ringrelay/accounts/quota.hh>
 #include <ringrelay/accounts/table.hh>
 #include <ringrelay/auth/failure_limiter.hh>
 #include <ringrelay/auth/password.hh>
@@ -185,6 +186,15 @@ int main(int argc, char** argv) {
   limits.max_failures = cfg->auth.max_failures;
   limits.window_ms = std::int64_t{cfg->auth.failure_window} * 1000;
   auth::shared_failure_limiter limiter(limits);
+  // Daily quotas reset at 00:00 in this zone; read once, shared read-only.
+  accounts::quota_clock quota_clock;
+  try {
+    quota_clock = accounts::quota_clock::load(cfg->quota.time_zone);
+  } catch (const config::config_error& e) {
+    fprintf(stderr, "ringrelay: configuration error: %s: quota.time_zone: %s\n", opt.config.c_str(),
+            e.what());
+    return 1;
+  }
 
   std::vector<std::unique_ptr<app::shard>> shards;
   // users.json is reloaded by SIGHUP (this thread) and by the control
@@ -225,8 +235,8 @@ int main(int argc, char** argv) {
     for (unsigned i = 0; i < cfg->shards; ++i) {
       std::vector<int> fds;
       for (const auto& l : cfg->listeners) fds.push_back(net::open_listener(l.address, l.port));
-      shards.push_back(
-          std::make_unique<app::shard>(i, cfg, std::move(fds), users, verifier.get(), &limiter));
+      shards.push_back(std::make_unique<app::shard>(i, cfg, std::move(fds), users, verifier.get(),
+                                                    &limiter, &quota_clock));
     }
     for (auto& s : shards) s->start();
     // After the shards: a reload hands the new table to every one of them.

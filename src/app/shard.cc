@@ -27,13 +27,15 @@ struct shard::state {
 
 shard::shard(unsigned index, std::shared_ptr<const config::server_config> cfg,
              std::vector<int> listen_fds, std::shared_ptr<const accounts::table> accounts,
-             auth::verifier* verifier, auth::shared_failure_limiter* limiter)
+             auth::verifier* verifier, auth::shared_failure_limiter* limiter,
+             const accounts::quota_clock* quota_clock)
     : _index(index),
       _cfg(std::move(cfg)),
       _listen_fds(std::move(listen_fds)),
       _accounts(std::move(accounts)),
       _verifier(verifier),
       _limiter(limiter),
+      _quota_clock(quota_clock),
       _state(std::make_unique<state>()) {}
 
 shard::~shard() {
@@ -109,6 +111,7 @@ void shard::run() {
     opt.verifier = _verifier;
     opt.activation_delay = cfg.accounts.activation_delay;
     opt.trusted_account = cfg.accounts.trusted_account;
+    opt.quota_clock = _quota_clock;
     opt.limiter = _limiter;
     opt.session.hostname = cfg.hostname;
     opt.session.limits.command_line = cfg.limits.command_line;

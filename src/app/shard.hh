@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <ringrelay/accounts/quota.hh>
 #include <ringrelay/accounts/table.hh>
 #include <ringrelay/auth/failure_limiter.hh>
 #include <ringrelay/auth/verifier.hh>
@@ -22,7 +23,8 @@ class shard {
   // `verifier` may be null too.
   shard(unsigned index, std::shared_ptr<const config::server_config> cfg,
         std::vector<int> listen_fds, std::shared_ptr<const accounts::table> accounts,
-        auth::verifier* verifier, auth::shared_failure_limiter* limiter);
+        auth::verifier* verifier, auth::shared_failure_limiter* limiter,
+        const accounts::quota_clock* quota_clock);
   ~shard();
 
   // Starts the thread; returns once the shard has recovered its spool and
@@ -45,6 +47,7 @@ class shard {
   std::shared_ptr<const accounts::table> _accounts;
   auth::verifier* _verifier;
   auth::shared_failure_limiter* _limiter;
+  const accounts::quota_clock* _quota_clock;
   std::thread _thread;
   std::unique_ptr<state> _state;
   int _status = 0;

@@ -34,7 +34,7 @@ constexpr unsigned max_shards = 64;
 // Top-level sections that later modules will define. Their contents are not
 // read yet; they must be objects so that a typo in a top-level key is still
 // caught (it would not match any of these names).
-constexpr std::string_view reserved_sections[] = {"dns", "sender_verify", "admin", "quota"};
+constexpr std::string_view reserved_sections[] = {"dns", "sender_verify", "admin"};
 
 constexpr std::string_view duration_forms =
     "seconds, or a string such as \"30s\", \"15m\", \"2h\", \"5d\"";
@@ -452,7 +452,7 @@ std::string read_log_level(const context& ctx, const json_value& v) {
 server_config read_server(const context& ctx, const json_value& root, const std::string& source) {
   section s(ctx, root, "",
             {"shards", "hostname", "listeners", "trusted_networks", "limits", "spool", "delivery",
-             "io", "log", "shutdown_grace", "tls", "auth", "accounts", "control"},
+             "io", "log", "shutdown_grace", "tls", "auth", "accounts", "control", "quota"},
             reserved_sections);
   server_config c;
   c.source = source;
@@ -486,6 +486,10 @@ server_config read_server(const context& ctx, const json_value& root, const std:
   if (const auto* v = s.get("auth")) c.auth = read_auth(ctx, *v);
   if (const auto* v = s.get("accounts")) c.accounts = read_accounts(ctx, *v);
   if (const auto* v = s.get("control")) c.control = read_control(ctx, *v);
+  if (const auto* v = s.get("quota")) {
+    section q(ctx, *v, "quota", {"time_zone"});
+    q.string("time_zone", c.quota.time_zone);
+  }
   s.duration("shutdown_grace", c.shutdown_grace, 0, 86400);
   if (c.shards == 0) c.shards = default_shards();
   if (c.hostname.empty()) {

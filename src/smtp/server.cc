@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <ringrelay/accounts/timestamp.hh>
 #include <ringrelay/auth/password.hh>
 #include <ringrelay/log/log.hh>
@@ -20,6 +21,73 @@ enum op : std::uint8_t { op_recv = 1, op_send = 2, op_cancel = 3, op_close = 4 }
 
 }  // namespace
 
+// Charges one session's messages to its account (SPEC.md §5) with the
+// lock-free counters: a reservation grows with each RCPT, is settled to the
+// exact charge at the end of data and released when no message is stored.
+class session_charger final : public charger {
+ public:
+  session_charger(server& srv, const session& s) : _srv(srv), _session(s) {}
+  ~session_charger() { release(); }
+
+  std::string reserve(std::uint64_t relays) override { return take(relays, true); }
+  std::string settle(std::uint64_t relays) override { return take(relays, false); }
+  void committed() override { _held.reset(); }
+  void release() override {
+    if (_held && _slot) accounts::release(*_slot, *_held);
+    _held.reset();
+  }
+
+ private:
+  // The account this session sends for: the authenticated one, or the
+  // trusted networks' account; none means nothing is charged.
+  bool resolve() {
+    const std::string& name = _session.account().empty() && _session.peer().trusted
+                                  ? _srv._opt.trusted_account
+                                  : _session.account();
+    if (name.empty() || !_srv._accounts || !_srv._opt.quota_clock) return false;
+    const accounts::account* a = _srv._accounts->find(name);
+    if (!a) return false;
+    // The slot outlives any table (counter_store); the quota is read anew
+    // for each message so a reload applies at once.
+    _slot = a->counters;
+    _quota = a->daily_quota;
+    _name = a->username;
+    return true;
+  }
+
+  std::string take(std::uint64_t relays, bool add) {
+    if (!_held && !resolve()) return {};
+    std::int64_t now = util::wall_seconds();
+    std::uint32_t day = _srv._opt.quota_clock->day_number(now);
+    if (!_held) {
+      auto r = accounts::reserve(*_slot, day, relays, _quota);
+      if (!r) return refusal(day, now);
+      _held = *r;
+      return {};
+    }
+    std::uint64_t target = add ? _held->relays() + relays : relays;
+    if (!accounts::settle(*_slot, *_held, day, target, _quota)) return refusal(day, now);
+    return {};
+  }
+
+  std::string refusal(std::uint32_t day, std::int64_t now) const {
+    const auto* clock = _srv._opt.quota_clock;
+    std::int64_t blocks = std::max<std::int64_t>(0, _slot->blocks.load(std::memory_order_relaxed));
+    return "452 4.7.1 Error: daily relay quota reached for account " + _name + ": " +
+           std::to_string(_slot->usage(day)) + " of " + std::to_string(_quota) +
+           " relays used today, " + std::to_string(blocks) +
+           " relay blocks left; the quota resets at " + clock->format(clock->next_reset(now)) +
+           " (" + clock->zone() + "); send fewer recipients or buy relay blocks";
+  }
+
+  server& _srv;
+  const session& _session;
+  accounts::counter_slot* _slot = nullptr;
+  std::uint64_t _quota = 0;
+  std::string _name;
+  std::optional<accounts::reservation> _held;
+};
+
 // One client connection: glue between the ring, the session and the spool.
 class connection final : public reactor::owner {
  public:
@@ -31,7 +99,10 @@ class connection final : public reactor::owner {
         _session(
             kind == listener_kind::starttls && srv._opt.tls ? srv._starttls_cfg : srv._opt.session,
             peer),
-        _implicit(kind == listener_kind::implicit) {}
+        _implicit(kind == listener_kind::implicit),
+        _charger(srv, _session) {
+    _session.set_charger(&_charger);
+  }
   ~connection() { _srv._loop.remove_owner(_slot); }
 
   void start(bool refuse) {
@@ -271,6 +342,9 @@ class connection final : public reactor::owner {
     if (_closing) return;
     _closing = true;
     cancel_recv();
+    // A transaction cut short charges nothing (a commit in flight keeps
+    // its charge: committed() runs when it completes).
+    if (!_commit_pending) _charger.release();
     if (_spool_open) {
       _srv._spool.abort(_spool_handle);
       _spool_open = false;
@@ -323,6 +397,7 @@ class connection final : public reactor::owner {
   bool _auth_pending = false;       // a verification runs on a worker
   std::int64_t _auth_reply_at = 0;  // a failed AUTH's 535 is due then
   bool _auth_hint = false;
+  session_charger _charger;
   std::int64_t _tls_deadline = 0;
 };
 

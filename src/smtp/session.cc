@@ -123,6 +123,9 @@ void session::shutdown() {
 }
 
 void session::reset_transaction() {
+  // Whatever the transaction reserved and did not commit goes back.
+  if (_charger) _charger->release();
+  _declared_size = 0;
   _sender.clear();
   _recipients.clear();
   _smtputf8 = false;
@@ -290,6 +293,7 @@ event session::on_mail(const command& c) {
     return event::none;
   }
   _sender.assign(c.address);
+  _declared_size = c.has_size ? c.size : 0;
   _smtputf8 = c.smtputf8;
   _body = c.body;
   reply("250 2.1.0 Ok");
@@ -306,6 +310,15 @@ event session::on_rcpt(const command& c) {
   if (has_non_ascii(c.address) && !_smtputf8) {
     reply("553 5.6.7 Error: a non-ASCII recipient address needs SMTPUTF8 on MAIL FROM");
     return event::none;
+  }
+  if (_charger) {
+    // One relay per recipient, or what MAIL's SIZE= implies; settled to the
+    // exact charge at the end of data.
+    std::string refusal = _charger->reserve(size_multiplier(_declared_size));
+    if (!refusal.empty()) {
+      reply(refusal);
+      return event::none;
+    }
   }
   _recipients.emplace_back(c.address);
   reply("250 2.1.5 Ok");
@@ -405,11 +418,25 @@ event session::end_of_message() {
     enter(state::ready);
     return event::discard;
   }
+  if (_charger) {
+    std::string refusal =
+        _charger->settle(_recipients.size() * std::uint64_t{size_multiplier(_scanner.size())});
+    if (!refusal.empty()) {
+      RR_INFO("message refused client=%s from=<%s> rcpts=%zu size=%llu reason=\"%s\"",
+              _peer.address.c_str(), _sender.c_str(), _recipients.size(),
+              static_cast<unsigned long long>(_scanner.size()), refusal.c_str());
+      reply(refusal);
+      reset_transaction();
+      enter(state::ready);
+      return event::discard;
+    }
+  }
   enter(state::committing);
   return event::commit;
 }
 
 void session::committed(std::string_view queue_id) {
+  if (_charger) _charger->committed();
   reply("250 2.0.0 Ok: queued as " + std::string(queue_id));
   reset_transaction();
   enter(state::ready);

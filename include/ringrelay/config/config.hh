@@ -115,6 +115,10 @@ struct accounts_config {
   std::string trusted_account;
 };
 
+struct quota_config {
+  std::string time_zone = "UTC";  // daily quotas reset at 00:00 here (IANA name)
+};
+
 struct control_config {
   std::string socket = "/run/ringrelay/control.sock";
 };
@@ -133,6 +137,7 @@ struct server_config {
   auth_config auth;
   accounts_config accounts;
   control_config control;
+  quota_config quota;
   std::string log_level = "info";     // debug | info | warn | error
   std::uint32_t shutdown_grace = 30;  // seconds
 };

@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <ringrelay/accounts/policy.hh>
+#include <ringrelay/accounts/quota.hh>
 #include <ringrelay/accounts/table.hh>
 #include <ringrelay/auth/failure_limiter.hh>
 #include <ringrelay/auth/verification_cache.hh>
@@ -42,9 +43,10 @@ struct server_options {
   // AUTH: the process's password-hashing workers (null: AUTH not offered)
   // and the account rules.
   auth::verifier* verifier = nullptr;
-  std::uint32_t activation_delay = 900;             // seconds
-  std::string trusted_account;                      // recorded for mail from trusted networks
-  auth::shared_failure_limiter* limiter = nullptr;  // the process's; with verifier
+  std::uint32_t activation_delay = 900;  // seconds
+  std::string trusted_account;           // recorded (and charged) for mail from trusted networks
+  const accounts::quota_clock* quota_clock = nullptr;  // null: nothing is charged
+  auth::shared_failure_limiter* limiter = nullptr;     // the process's; with verifier
   std::uint32_t idle_timeout_ms = 300000;
   std::uint32_t max_sessions = 10000;
   std::uint32_t max_queued_buffers = 8;  // per connection, before recv pauses
@@ -57,6 +59,7 @@ using trust_check = std::function<bool(const sockaddr* peer)>;
 using accepted_sink = std::function<void(spool::stored_message&&)>;
 
 class connection;
+class session_charger;
 
 enum class listener_kind { plain, starttls, implicit };
 
@@ -83,6 +86,7 @@ class server {
 
  private:
   friend class connection;
+  friend class session_charger;
   void tick(std::int64_t now_ms);
   void turn_end();
   void schedule_flush(connection* c);

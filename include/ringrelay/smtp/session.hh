@@ -111,6 +111,23 @@ struct body_step {
 
 enum class commit_error { io, no_space };
 
+// Charges the relays of a session's messages (SPEC.md §5). The glue
+// implements it over the account's lock-free counters; the session calls it
+// at RCPT (`reserve` what one more recipient costs), at the end of data
+// (`settle` to the exact charge), and when a transaction ends: `committed`
+// once the message is stored (the charge stays), `release` otherwise.
+// `reserve`/`settle` return "" or the refusal reply (452 4.7.1 ...).
+class charger {
+ public:
+  virtual std::string reserve(std::uint64_t relays) = 0;
+  virtual std::string settle(std::uint64_t relays) = 0;
+  virtual void committed() = 0;
+  virtual void release() = 0;
+
+ protected:
+  ~charger() = default;
+};
+
 class session {
  public:
   session(const session_config& cfg, peer_info peer);
@@ -145,6 +162,9 @@ class session {
   // 421 4.7.0 after too many failures from this address; the session closes.
   void auth_blocked();
   const std::string& account() const { return _account; }
+
+  // The glue's charger, or none (nothing is charged). Set once, before input.
+  void set_charger(charger* c) { _charger = c; }
 
   void committed(std::string_view queue_id);
   void commit_failed(commit_error e);
@@ -219,7 +239,9 @@ class session {
   bool _bdat_last = false;
   bool _bdat_refused = false;  // chunk is read and thrown away (RFC 3030 §4.2)
   std::uint64_t _chunk_left = 0;
-  state _resume = state::ready;  // where a refused BDAT chunk returns to
+  state _resume = state::ready;      // where a refused BDAT chunk returns to
+  std::uint64_t _declared_size = 0;  // MAIL SIZE=, 0 when not given
+  charger* _charger = nullptr;
 };
 
 }  // namespace ringrelay::smtp

@@ -368,7 +368,7 @@ TEST_F(config_test, unknown_keys_are_errors_at_every_level) {
 }
 
 TEST_F(config_test, reserved_sections_are_accepted_and_ignored) {
-  for (std::string name : {"dns", "sender_verify", "admin", "quota"}) {
+  for (std::string name : {"dns", "sender_verify", "admin"}) {
     SCOPED_TRACE(name);
     EXPECT_NO_THROW(load_text(config_with("\"" + name + R"(": {"anything": [1, {"x": null}]})")));
     EXPECT_NO_THROW(load_text(config_with(""), {name + ".some.deep.key=15m"}));
@@ -391,6 +391,9 @@ TEST_F(config_test, tls_auth_accounts_and_control_sections) {
   EXPECT_EQ(c.accounts.file, "u.json");
   EXPECT_EQ(c.accounts.activation_delay, 900u);
   EXPECT_EQ(c.control.socket, "/tmp/x.sock");
+  EXPECT_EQ(load_text(config_with(R"("quota": {"time_zone": "Europe/Berlin"})")).quota.time_zone,
+            "Europe/Berlin");
+  EXPECT_EQ(load_text(config_with("")).quota.time_zone, "UTC");
   auto d = load_text(config_with(""));
   EXPECT_FALSE(d.auth.require_tls);
   EXPECT_EQ(d.accounts.file, "conf/users.json");
