@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ringrelay/config/json_text.hh>
 #include <ringrelay/log/log.hh>
 #include <utility>
 
@@ -33,32 +34,6 @@ constexpr const char* example = R"(send one line of JSON such as {"command": "pi
 
 std::string errno_text(int e) {
   return std::strerror(e);
-}
-
-// A JSON string literal. Control characters are escaped; UTF-8 passes
-// through, and a string that is not valid UTF-8 (a file name, say) has its
-// high octets escaped one by one so the reply stays valid JSON.
-std::string quote(std::string_view s) {
-  const bool utf8 = simdjson::validate_utf8(s.data(), s.size());
-  std::string out = "\"";
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8)) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
 }
 
 std::string_view kind_name(simdjson::dom::element_type t) {
@@ -190,7 +165,7 @@ std::optional<json_request> json_request::parse(std::string_view line, std::stri
         break;
     }
     if (!out._fields.emplace(std::string(key), std::move(f)).second) {
-      error = "key " + quote(key) + " repeated: give each field once";
+      error = "key " + config::json_quote(key) + " repeated: give each field once";
       return std::nullopt;
     }
   }
@@ -212,14 +187,16 @@ const json_request::field* json_request::find(std::string_view key, kind wanted,
   auto name = [](kind k) { return std::string(names[static_cast<int>(k)]); };
   auto it = _fields.find(key);
   if (it == _fields.end() || it->second.type == kind::null) {
-    if (required) throw request_error(quote(key) + " is required (" + name(wanted) + ")");
+    if (required)
+      throw request_error(config::json_quote(key) + " is required (" + name(wanted) + ")");
     return nullptr;
   }
   if (it->second.type != wanted) {
     std::string what = wanted == kind::integer && it->second.type == kind::number
                            ? "an integer from -2^63 to 2^63-1"
                            : name(wanted);
-    throw request_error(quote(key) + ": expected " + what + ", got " + name(it->second.type));
+    throw request_error(config::json_quote(key) + ": expected " + what + ", got " +
+                        name(it->second.type));
   }
   return &it->second;
 }
@@ -254,7 +231,7 @@ std::optional<bool> json_request::optional_boolean(std::string_view key) const {
 // ---------------------------------------------------------------- reply
 
 control_reply& control_reply::set(std::string_view key, std::string_view value) {
-  return set_raw(key, quote(value));
+  return set_raw(key, config::json_quote(value));
 }
 
 control_reply& control_reply::set(std::string_view key, bool value) {
@@ -267,12 +244,12 @@ control_reply& control_reply::set_raw(std::string_view key, std::string json_val
                  static_cast<int>(key.size()), key.data());
     std::abort();
   }
-  _fields += ',' + quote(key) + ':' + json_value;
+  _fields += ',' + config::json_quote(key) + ':' + json_value;
   return *this;
 }
 
 std::string control_reply::line() const {
-  std::string out = _ok ? R"({"ok":true)" : R"({"ok":false,"error":)" + quote(_error);
+  std::string out = _ok ? R"({"ok":true)" : R"({"ok":false,"error":)" + config::json_quote(_error);
   return out + _fields + "}\n";
 }
 
@@ -479,7 +456,7 @@ control_reply control_server::dispatch(std::string_view line, std::string_view p
   std::string error;
   auto request = json_request::parse(line, error);
   control_reply reply = control_reply::failure(error);
-  std::string command = request ? quote(request->command()) : "(none)";
+  std::string command = request ? config::json_quote(request->command()) : "(none)";
   if (request) {
     auto it = _handlers.find(request->command());
     if (it == _handlers.end()) {

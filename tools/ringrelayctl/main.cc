@@ -41,6 +41,7 @@
 #include <ringrelay/accounts/timestamp.hh>
 #include <ringrelay/auth/password.hh>
 #include <ringrelay/config/config.hh>
+#include <ringrelay/config/json_text.hh>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -137,28 +138,6 @@ class failure : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-std::string quote(std::string_view s) {
-  std::string out = "\"";
-  for (char ch : s) {
-    auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
-}
-
 std::string errno_text() {
   return std::strerror(errno);
 }
@@ -189,8 +168,8 @@ std::uint64_t parse_count(std::string_view option, std::string_view text) {
             std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
   for (char c : text) n = n * 10 + static_cast<std::uint64_t>(c - '0');
   if (!ok || n > accounts::max_usage)
-    throw usage_error(std::string(option) + " " + quote(text) + ": expected an integer from 0 to " +
-                      std::to_string(accounts::max_usage));
+    throw usage_error(std::string(option) + " " + ringrelay::config::json_quote(text) +
+                      ": expected an integer from 0 to " + std::to_string(accounts::max_usage));
   return n;
 }
 
@@ -221,7 +200,7 @@ void value_option(options& opt, std::string_view name, const std::string& value)
   } else if (name == "--created-at") {
     opt.add.created_at = accounts::parse_rfc3339(value);
     if (!opt.add.created_at)
-      throw usage_error("--created-at " + quote(value) +
+      throw usage_error("--created-at " + ringrelay::config::json_quote(value) +
                         ": expected an RFC 3339 date-time such as 2026-11-28T12:00:00Z (or with "
                         "an offset: 2026-11-28T13:00:00+01:00)");
   }
@@ -253,7 +232,7 @@ options parse_args(int argc, char** argv) {
       opt.add.disabled = true;
     } else if (!one_of(name, value_options)) {
       throw usage_error(eq == std::string::npos || (name != "--help" && name != "--disabled")
-                            ? "unknown option " + quote(name)
+                            ? "unknown option " + ringrelay::config::json_quote(name)
                             : name + " takes no value");
     } else if (eq != std::string::npos) {
       value_option(opt, name, a.substr(eq + 1));
@@ -336,7 +315,8 @@ struct entry {
 // arrays of strings; the rest is written minified.
 std::string to_json(simdjson::dom::element e) {
   using simdjson::dom::element_type;
-  if (e.type() == element_type::STRING) return quote(e.get_string().value_unsafe());
+  if (e.type() == element_type::STRING)
+    return ringrelay::config::json_quote(e.get_string().value_unsafe());
   simdjson::dom::array array;
   if (e.get_array().get(array) == simdjson::SUCCESS) {
     std::string out;
@@ -363,7 +343,7 @@ struct users_file {
   const accounts::account& must_find(std::string_view username) const {
     const auto* a = table->find(username);
     if (!a)
-      throw failure("no user " + quote(username) + " in " + path +
+      throw failure("no user " + ringrelay::config::json_quote(username) + " in " + path +
                     " (\"ringrelayctl user list\" shows them)");
     return *a;
   }
@@ -440,7 +420,7 @@ std::string users_file::render() const {
     out += "    {\n";
     const auto& fields = entries[i].fields;
     for (std::size_t j = 0; j < fields.size(); ++j)
-      out += "      " + quote(fields[j].first) + ": " + fields[j].second +
+      out += "      " + ringrelay::config::json_quote(fields[j].first) + ": " + fields[j].second +
              (j + 1 < fields.size() ? ",\n" : "\n");
     out += i + 1 < entries.size() ? "    },\n" : "    }\n";
   }
@@ -611,7 +591,7 @@ std::string hashed_password(std::string_view username) {
   std::string password = read_password(username);
   std::string hash = auth::hash_password(password);
   wipe(password);
-  return quote(hash);
+  return ringrelay::config::json_quote(hash);
 }
 
 // ---------------------------------------------------------------- server
@@ -641,8 +621,9 @@ server_answer ask_server(const std::string& socket_path, const std::string& requ
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (socket_path.empty() || socket_path.size() >= sizeof addr.sun_path)
-    throw failure("control socket " + quote(socket_path) + ": a Unix socket path must be 1 to " +
-                  std::to_string(sizeof addr.sun_path - 1) + " octets");
+    throw failure("control socket " + ringrelay::config::json_quote(socket_path) +
+                  ": a Unix socket path must be 1 to " + std::to_string(sizeof addr.sun_path - 1) +
+                  " octets");
   std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
   fd_guard fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (fd.get() < 0) throw failure("socket: " + errno_text());
@@ -704,9 +685,9 @@ constexpr const char* placeholder_hash =
 entry new_entry(const std::string& name, const add_options& add, std::int64_t created,
                 std::string password_json) {
   entry e;
-  e.set("username", quote(name));
+  e.set("username", ringrelay::config::json_quote(name));
   e.set("password", std::move(password_json));
-  e.set("created_at", quote(accounts::format_rfc3339(created)));
+  e.set("created_at", ringrelay::config::json_quote(accounts::format_rfc3339(created)));
   e.set("enabled", add.disabled ? "false" : "true");
   e.set("daily_quota", std::to_string(add.daily_quota));
   e.set("blocks", std::to_string(add.blocks));
@@ -717,7 +698,8 @@ entry new_entry(const std::string& name, const add_options& add, std::int64_t cr
     if (std::find(domains.begin(), domains.end(), d) == domains.end()) domains.push_back(d);
   }
   std::string list;
-  for (const auto& d : domains) list += (list.empty() ? "" : ", ") + quote(d);
+  for (const auto& d : domains)
+    list += (list.empty() ? "" : ", ") + ringrelay::config::json_quote(d);
   if (!list.empty()) e.set("sender_domains", "[" + list + "]");
   return e;
 }
@@ -728,7 +710,7 @@ entry new_entry(const std::string& name, const add_options& add, std::int64_t cr
 void check_new_entry(const std::string& name, const entry& e) {
   users_file alone;
   alone.entries.push_back(e);
-  const std::string source = "user add " + quote(name);
+  const std::string source = "user add " + ringrelay::config::json_quote(name);
   try {
     check(alone.render(), source);
   } catch (const config::config_error& err) {
@@ -745,7 +727,8 @@ void user_add(const paths& p, const std::string& name, const add_options& add) {
   check_new_entry(name, new_entry(name, add, created, placeholder_hash));
   auto refuse_existing = [&](const users_file& u) {
     if (u.table->find(name))
-      throw failure("user " + quote(name) + " already exists in " + p.users +
+      throw failure("user " + ringrelay::config::json_quote(name) + " already exists in " +
+                    p.users +
                     ": choose another name, or change it with \"ringrelayctl user passwd|enable|"
                     "disable\"");
   };
@@ -757,7 +740,8 @@ void user_add(const paths& p, const std::string& name, const add_options& add) {
     return true;
   });
   const accounts::activation activation(p.activation_delay);
-  std::printf("user %s added to %s%s; it may send from %s\n", quote(name).c_str(), p.users.c_str(),
+  std::printf("user %s added to %s%s; it may send from %s\n",
+              ringrelay::config::json_quote(name).c_str(), p.users.c_str(),
               add.disabled ? " (disabled)" : "",
               accounts::format_rfc3339(created + activation.delay()).c_str());
   reload_after_change(p);
@@ -771,7 +755,8 @@ void user_passwd(const paths& p, const std::string& name) {
     u.entries[u.index_of(name)].set("password", hash);
     return true;
   });
-  std::printf("password of %s changed in %s\n", quote(name).c_str(), p.users.c_str());
+  std::printf("password of %s changed in %s\n", ringrelay::config::json_quote(name).c_str(),
+              p.users.c_str());
   reload_after_change(p);
 }
 
@@ -783,10 +768,12 @@ void user_set_enabled(const paths& p, const std::string& name, bool enabled) {
     return true;
   });
   if (!changed) {
-    std::printf("user %s is already %s; nothing to change\n", quote(name).c_str(), state);
+    std::printf("user %s is already %s; nothing to change\n",
+                ringrelay::config::json_quote(name).c_str(), state);
     return;
   }
-  std::printf("user %s %s in %s\n", quote(name).c_str(), state, p.users.c_str());
+  std::printf("user %s %s in %s\n", ringrelay::config::json_quote(name).c_str(), state,
+              p.users.c_str());
   reload_after_change(p);
 }
 
@@ -839,7 +826,8 @@ void user_show(const paths& p, const std::string& name) {
 }
 
 void server_command(const paths& p, const std::string& command) {
-  server_answer a = ask_server(p.socket, "{\"command\":" + quote(command) + "}\n");
+  server_answer a =
+      ask_server(p.socket, "{\"command\":" + ringrelay::config::json_quote(command) + "}\n");
   if (!a.reached)
     throw failure("no server answers on " + p.socket +
                   ": is ringrelay running? (the socket is the config's control.socket, or "
@@ -865,7 +853,7 @@ void run(const options& opt) {
     expect_words(opt, 1, w[0] == "reload" ? "reload" : "ping");
     return server_command(resolve_paths(opt), w[0]);
   }
-  if (w[0] != "user") throw usage_error("unknown command " + quote(w[0]));
+  if (w[0] != "user") throw usage_error("unknown command " + ringrelay::config::json_quote(w[0]));
   if (w.size() < 2)
     throw usage_error("\"user\" needs a subcommand: add, passwd, disable, enable, list or show");
   const std::string& sub = w[1];
@@ -880,7 +868,8 @@ void run(const options& opt) {
                                {"show", "user show USER"}};
   auto it = std::find_if(std::begin(synopses), std::end(synopses),
                          [&](const auto& s) { return sub == s[0]; });
-  if (it == std::end(synopses)) throw usage_error("unknown user subcommand " + quote(sub));
+  if (it == std::end(synopses))
+    throw usage_error("unknown user subcommand " + ringrelay::config::json_quote(sub));
   expect_words(opt, 3, (*it)[1]);
   const std::string& name = w[2];
   paths p = resolve_paths(opt);
