@@ -197,6 +197,8 @@ int main(int argc, char** argv) {
   }
 
   std::vector<std::unique_ptr<app::shard>> shards;
+  // No shard takes mail before every shard has restored its usage.
+  app::startup_gate gate(cfg->shards);
   // users.json is reloaded by SIGHUP (this thread) and by the control
   // socket's "reload" (its thread): one at a time.
   std::mutex users_mutex;
@@ -236,13 +238,14 @@ int main(int argc, char** argv) {
       std::vector<int> fds;
       for (const auto& l : cfg->listeners) fds.push_back(net::open_listener(l.address, l.port));
       shards.push_back(std::make_unique<app::shard>(i, cfg, std::move(fds), users, verifier.get(),
-                                                    &limiter, &quota_clock));
+                                                    &limiter, &quota_clock, &counters, &gate));
     }
     for (auto& s : shards) s->start();
     // After the shards: a reload hands the new table to every one of them.
     control.start();
   } catch (const std::exception& e) {
     RR_ERROR("cannot start: %s", e.what());
+    gate.abandon();
     for (auto& s : shards) s->request_stop();
     shards.clear();
     return 1;

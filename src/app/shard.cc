@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <future>
+#include <ringrelay/accounts/usage_ledger.hh>
 #include <ringrelay/delivery/service.hh>
 #include <ringrelay/log/log.hh>
 #include <ringrelay/net/listener.hh>
@@ -13,10 +14,37 @@
 #include <ringrelay/smtp/server.hh>
 #include <ringrelay/spool/writer.hh>
 #include <ringrelay/tls/tls.hh>
+#include <ringrelay/util/clock.hh>
+#include <ringrelay/util/file.hh>
 #include <stdexcept>
 #include <string>
 
+#include "file_saver.hh"
+
 namespace ringrelay::app {
+namespace {
+
+// How often a shard writes its usage snapshot while charges come in.
+constexpr std::int64_t usage_snapshot_interval_ms = 2000;
+
+}  // namespace
+
+void startup_gate::arrive() {
+  std::lock_guard lock(_mutex);
+  if (_waiting > 0 && --_waiting == 0) _changed.notify_all();
+}
+
+bool startup_gate::wait() {
+  std::unique_lock lock(_mutex);
+  _changed.wait(lock, [this] { return _waiting == 0 || _abandoned; });
+  return !_abandoned;
+}
+
+void startup_gate::abandon() {
+  std::lock_guard lock(_mutex);
+  _abandoned = true;
+  _changed.notify_all();
+}
 
 struct shard::state {
   std::promise<void> started;
@@ -28,7 +56,8 @@ struct shard::state {
 shard::shard(unsigned index, std::shared_ptr<const config::server_config> cfg,
              std::vector<int> listen_fds, std::shared_ptr<const accounts::table> accounts,
              auth::verifier* verifier, auth::shared_failure_limiter* limiter,
-             const accounts::quota_clock* quota_clock)
+             const accounts::quota_clock* quota_clock, accounts::counter_store* counters,
+             startup_gate* gate)
     : _index(index),
       _cfg(std::move(cfg)),
       _listen_fds(std::move(listen_fds)),
@@ -36,6 +65,8 @@ shard::shard(unsigned index, std::shared_ptr<const config::server_config> cfg,
       _verifier(verifier),
       _limiter(limiter),
       _quota_clock(quota_clock),
+      _counters(counters),
+      _gate(gate),
       _state(std::make_unique<state>()) {}
 
 shard::~shard() {
@@ -66,6 +97,19 @@ void shard::join() {
   if (_thread.joinable()) _thread.join();
 }
 
+// Adds the usage this shard's ledger records to the shared counters.
+void shard::restore_usage(const accounts::usage_ledger& ledger) {
+  if (ledger.accounts().empty() || !_counters || !_quota_clock) return;
+  std::uint32_t today = _quota_clock->day_number(util::wall_seconds());
+  for (const auto& [name, usage] : ledger.accounts()) {
+    const accounts::account* a = _accounts ? _accounts->find(name) : nullptr;
+    accounts::counter_slot& slot = a ? *a->counters : _counters->slot_for(name, 0);
+    accounts::restore(slot, today, usage);
+  }
+  RR_INFO("usage restored accounts=%zu through_sequence=%llu", ledger.accounts().size(),
+          static_cast<unsigned long long>(ledger.sequence()));
+}
+
 void shard::run() {
   static thread_local char name[16];
   snprintf(name, sizeof name, "shard%u", _index);
@@ -90,6 +134,11 @@ void shard::run() {
   std::unique_ptr<tls::context> tls_server;
   std::vector<std::unique_ptr<net::acceptor>> acceptors;
   std::vector<spool::stored_message> recovered;
+  std::unique_ptr<file_saver> saver;
+  accounts::usage_ledger ledger;
+  const std::string ledger_path = accounts::usage_snapshot_path(cfg.spool.dir, _index);
+  std::uint64_t saved_sequence = 0;
+  std::int64_t next_snapshot_ms = 0;
   bool stopping = false;
   std::int64_t grace_deadline = 0;
 
@@ -99,7 +148,16 @@ void shard::run() {
     buffers = std::make_unique<reactor::buffer_pool>(loop.ring(), 0, cfg.io.recv_buffers,
                                                      cfg.io.recv_buffer_size);
     spool = std::make_unique<spool::writer>(loop, cfg.spool.dir, _index, cfg.spool.segment_size);
-    recovered = spool->open();
+    // Usage: the last snapshot plus the charges of the commits after it.
+    ledger = accounts::usage_ledger::load(ledger_path);
+    saved_sequence = ledger.sequence();
+    std::vector<spool::charge> charges;
+    recovered = spool->open(ledger.sequence(), &charges);
+    for (const auto& c : charges)
+      ledger.add(c.account, c.day, c.quota_relays, c.block_relays, c.sequence);
+    spool->charges_saved(saved_sequence);
+    restore_usage(ledger);
+    saver = std::make_unique<file_saver>(loop);
     deliver = std::make_unique<delivery::service>(loop, *spool, cfg, _index);
 
     if (!cfg.tls.cert.empty()) tls_server = tls::context::server(cfg.tls.cert, cfg.tls.key);
@@ -129,7 +187,12 @@ void shard::run() {
             if (n.contains(peer)) return true;
           return false;
         },
-        [&deliver](spool::stored_message&& m) { deliver->enqueue(std::move(m)); });
+        [&deliver, &ledger](spool::stored_message&& m) {
+          const auto& e = m.env;
+          if (!e.account.empty() && (e.quota_relays != 0 || e.block_relays != 0))
+            ledger.add(e.account, e.day, e.quota_relays, e.block_relays, m.commit_sequence);
+          deliver->enqueue(std::move(m));
+        });
     server->set_accounts(_accounts);
     _state->server = server.get();
     for (std::size_t i = 0; i < _listen_fds.size(); ++i) {
@@ -146,13 +209,34 @@ void shard::run() {
   }
 
   auto& loop = *_state->loop;
+  _gate->arrive();
+  _state->started.set_value();
+  if (!_gate->wait()) {
+    tls::thread_cleanup();
+    return;
+  }
   for (auto& m : recovered) deliver->enqueue(std::move(m));
   recovered.clear();
   for (auto& a : acceptors) a->start();
 
+  auto save_usage = [&](std::int64_t now) {
+    if (ledger.sequence() <= saved_sequence || saver->busy() || now < next_snapshot_ms) return;
+    next_snapshot_ms = now + usage_snapshot_interval_ms;
+    std::uint64_t sequence = ledger.sequence();
+    saver->save(ledger_path, ledger.encode(_index), [&, sequence](const std::string& error) {
+      if (!error.empty()) {
+        RR_ERROR("usage snapshot not saved (the spool keeps the charges; retrying): %s",
+                 error.c_str());
+        return;
+      }
+      saved_sequence = sequence;
+      spool->charges_saved(sequence);
+    });
+  };
   loop.on_tick([&](std::int64_t now) {
     spool->tick(now);
     deliver->tick(now);
+    save_usage(now);
     if (!stopping) return;
     bool done = server->idle() && deliver->idle();
     if (!done && now >= grace_deadline) {
@@ -173,11 +257,18 @@ void shard::run() {
     deliver->shutdown();
   };
 
-  _state->started.set_value();
   RR_INFO("shard started listeners=%zu", acceptors.size());
   loop.run();
 
   spool->close_all();
+  saver.reset();
+  if (ledger.sequence() > saved_sequence) {
+    try {
+      util::write_file_atomically(ledger_path, ledger.encode(_index));
+    } catch (const std::exception& e) {
+      RR_ERROR("usage snapshot not saved at exit (the spool keeps the charges): %s", e.what());
+    }
+  }
   tls::thread_cleanup();
   RR_INFO("shard stopped");
 }

@@ -32,6 +32,8 @@ class session_charger final : public charger {
   std::string reserve(std::uint64_t relays) override { return take(relays, true); }
   std::string settle(std::uint64_t relays) override { return take(relays, false); }
   void committed() override { _held.reset(); }
+  // What the transaction holds now: at the commit, the message's charge.
+  const std::optional<accounts::reservation>& held() const { return _held; }
   void release() override {
     if (_held && _slot) accounts::release(*_slot, *_held);
     _held.reset();
@@ -602,7 +604,11 @@ void connection::commit() {
   env.wire_size = sc.wire_size();
   env.relays =
       static_cast<std::uint32_t>(_session.recipients().size() * size_multiplier(sc.size()));
-  env.day = static_cast<std::uint32_t>(env.received_at / 86400);
+  if (const auto& charge = _charger.held()) {
+    env.day = charge->day;
+    env.quota_relays = static_cast<std::uint32_t>(charge->quota);
+    env.block_relays = static_cast<std::uint32_t>(charge->blocks);
+  }
   env.helo.assign(_session.helo());
   env.client_address = _session.peer().address;
   env.sender.assign(_session.sender());
@@ -629,12 +635,12 @@ void connection::commit_done(int err, spool::stored_message* msg) {
   if (err == 0) {
     const auto& e = msg->env;
     RR_INFO(
-        "accepted id=%s from=<%s> rcpts=%zu size=%llu multiplier=%u relays=%u account=%s "
-        "client=%s helo=%s%s%s",
+        "accepted id=%s from=<%s> rcpts=%zu size=%llu multiplier=%u relays=%u quota_relays=%u "
+        "block_relays=%u account=%s client=%s helo=%s%s%s",
         id, e.sender.c_str(), e.recipients.size(), static_cast<unsigned long long>(e.size),
-        size_multiplier(e.size), e.relays, e.account.empty() ? "-" : e.account.c_str(),
-        e.client_address.c_str(), e.helo.c_str(), e.tls_info.empty() ? "" : " tls=yes",
-        _closing ? " (client left before the reply)" : "");
+        size_multiplier(e.size), e.relays, e.quota_relays, e.block_relays,
+        e.account.empty() ? "-" : e.account.c_str(), e.client_address.c_str(), e.helo.c_str(),
+        e.tls_info.empty() ? "" : " tls=yes", _closing ? " (client left before the reply)" : "");
     _srv._on_accepted(std::move(*msg));
     if (!_closing) _session.committed(id);
   } else {

@@ -316,6 +316,9 @@ event session::on_rcpt(const command& c) {
     // exact charge at the end of data.
     std::string refusal = _charger->reserve(size_multiplier(_declared_size));
     if (!refusal.empty()) {
+      RR_INFO("recipient refused client=%s account=%s from=<%s> to=<%s> rcpts=%zu reason=\"%s\"",
+              _peer.address.c_str(), _account.empty() ? "-" : _account.c_str(), _sender.c_str(),
+              std::string(c.address).c_str(), _recipients.size(), refusal.c_str());
       reply(refusal);
       return event::none;
     }
@@ -422,9 +425,14 @@ event session::end_of_message() {
     std::string refusal =
         _charger->settle(_recipients.size() * std::uint64_t{size_multiplier(_scanner.size())});
     if (!refusal.empty()) {
-      RR_INFO("message refused client=%s from=<%s> rcpts=%zu size=%llu reason=\"%s\"",
-              _peer.address.c_str(), _sender.c_str(), _recipients.size(),
-              static_cast<unsigned long long>(_scanner.size()), refusal.c_str());
+      RR_INFO(
+          "message refused client=%s account=%s from=<%s> rcpts=%zu size=%llu multiplier=%u "
+          "relays=%llu reason=\"%s\"",
+          _peer.address.c_str(), _account.empty() ? "-" : _account.c_str(), _sender.c_str(),
+          _recipients.size(), static_cast<unsigned long long>(_scanner.size()),
+          size_multiplier(_scanner.size()),
+          static_cast<unsigned long long>(_recipients.size() * size_multiplier(_scanner.size())),
+          refusal.c_str());
       reply(refusal);
       reset_transaction();
       enter(state::ready);

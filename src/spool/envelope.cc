@@ -30,6 +30,8 @@ void encode(const envelope& e, std::string& out) {
   w.u64(e.wire_size);
   w.u32(e.relays);
   w.u32(e.day);
+  w.u32(e.quota_relays);
+  w.u32(e.block_relays);
   w.string(e.account);
   w.string(e.helo);
   w.string(e.client_address);
@@ -61,6 +63,8 @@ bool decode(std::span<const char> in, envelope& out) {
   out.wire_size = r.u64();
   out.relays = r.u32();
   out.day = r.u32();
+  out.quota_relays = r.u32();
+  out.block_relays = r.u32();
   out.account = r.string();
   out.helo = r.string();
   out.client_address = r.string();

@@ -152,10 +152,17 @@ std::vector<std::uint64_t> message_state::live_segments() const {
 
 class log_index {
  public:
+  explicit log_index(std::uint64_t charges_after) : _charges_after(charges_after) {}
   void add(std::uint64_t seg, std::uint64_t off, const record_header& h,
            std::span<const char> payload);
   std::map<util::queue_id, message_state>& messages() { return _messages; }
   std::size_t skipped() const { return _skipped; }
+  std::vector<charge>& charges() { return _charges; }
+  // Sequence of the last charged commit above the threshold in `seg`.
+  std::uint64_t last_charge(std::uint64_t seg) const {
+    auto it = _last_charge.find(seg);
+    return it == _last_charge.end() ? 0 : it->second;
+  }
 
  private:
   void skip(const record_header& h, const char* why);
@@ -166,6 +173,9 @@ class log_index {
 
   std::map<util::queue_id, message_state> _messages;
   std::size_t _skipped = 0;
+  std::uint64_t _charges_after;
+  std::vector<charge> _charges;
+  std::map<std::uint64_t, std::uint64_t> _last_charge;  // segment -> sequence
 };
 
 void log_index::skip(const record_header& h, const char* why) {
@@ -203,6 +213,11 @@ void log_index::add_commit(message_state& m, std::uint64_t seg, const record_hea
                            std::span<const char> payload) {
   envelope env;
   if (!decode(payload, env)) return skip(h, "undecodable envelope");
+  if (h.sequence > _charges_after && !env.account.empty() &&
+      (env.quota_relays != 0 || env.block_relays != 0)) {
+    _charges.push_back({h.sequence, env.account, env.day, env.quota_relays, env.block_relays});
+    _last_charge[seg] = h.sequence;
+  }
   std::uint64_t total = 0;
   for (const auto& e : m.gathering) total += e.length;
   bool complete = total == env.wire_size;
@@ -414,12 +429,14 @@ std::vector<finished_pin> collect_messages(std::map<util::queue_id, message_stat
 // segment holding one of its commits is kept (recovery.hh).
 std::vector<bool> segments_to_keep(const std::vector<std::uint64_t>& seqs,
                                    const recovery_result& result,
-                                   const std::vector<finished_pin>& pins) {
+                                   const std::vector<finished_pin>& pins, log_index& index) {
   auto index_of = [&](std::uint64_t seq) {
     return static_cast<std::size_t>(std::lower_bound(seqs.begin(), seqs.end(), seq) - seqs.begin());
   };
   std::vector<bool> keep(seqs.size(), false);
   if (!seqs.empty()) keep.back() = true;
+  for (std::size_t i = 0; i < seqs.size(); ++i)
+    if (index.last_charge(seqs[i]) != 0) keep[i] = true;
   for (const auto* list : {&result.messages, &result.incomplete}) {
     for (const auto& m : *list) {
       for (auto s : m.segments) keep[index_of(s)] = true;
@@ -444,9 +461,9 @@ std::vector<bool> segments_to_keep(const std::vector<std::uint64_t>& seqs,
 
 void describe_segments(const std::vector<std::uint64_t>& seqs,
                        const std::vector<std::uint64_t>& sizes, const std::vector<bool>& keep,
-                       recovery_result& result) {
+                       const log_index& index, recovery_result& result) {
   for (std::size_t i = 0; i < seqs.size(); ++i) {
-    if (keep[i]) result.segments.push_back({seqs[i], sizes[i], {}});
+    if (keep[i]) result.segments.push_back({seqs[i], sizes[i], {}, index.last_charge(seqs[i])});
   }
   for (const auto* list : {&result.messages, &result.incomplete}) {
     for (const auto& m : *list) {
@@ -463,11 +480,11 @@ void describe_segments(const std::vector<std::uint64_t>& seqs,
 
 }  // namespace
 
-recovery_result recover(const std::string& spool_dir, unsigned shard) {
+recovery_result recover(const std::string& spool_dir, unsigned shard, std::uint64_t charges_after) {
   auto dir = ensure_shard_directory(spool_dir, shard);
   auto seqs = list_segments(dir);
   recovery_result result;
-  log_index index;
+  log_index index(charges_after);
   std::vector<std::uint64_t> sizes;
   std::uint64_t last_sequence = 0;
   std::vector<char> buffer;
@@ -477,7 +494,7 @@ recovery_result recover(const std::string& spool_dir, unsigned shard) {
   }
   result.skipped_records = index.skipped();
   auto pins = collect_messages(index.messages(), result);
-  auto keep = segments_to_keep(seqs, result, pins);
+  auto keep = segments_to_keep(seqs, result, pins, index);
   // Ascending, each unlink durable before the next: a message's commit comes
   // before its state records in the log, so a crash part way through never
   // leaves a commit whose done record is already gone.
@@ -488,15 +505,16 @@ recovery_result recover(const std::string& spool_dir, unsigned shard) {
     sync_directory(dir);
     ++result.deleted_segments;
   }
-  describe_segments(seqs, sizes, keep, result);
+  describe_segments(seqs, sizes, keep, index, result);
+  result.charges = std::move(index.charges());
   result.next_sequence = last_sequence + 1;
   result.next_segment = seqs.empty() ? 1 : seqs.back() + 1;
   RR_INFO(
       "spool_recovered shard=%u segments=%zu deleted=%zu pending=%zu incomplete=%zu "
-      "discarded=%zu skipped=%zu torn_tail=%s lost=%zu",
+      "discarded=%zu skipped=%zu torn_tail=%s lost=%zu charges_replayed=%zu",
       shard, result.segments.size(), result.deleted_segments, result.messages.size(),
       result.incomplete.size(), result.discarded, result.skipped_records,
-      result.torn_tail ? "cut" : "none", result.lost.size());
+      result.torn_tail ? "cut" : "none", result.lost.size(), result.charges.size());
   return result;
 }
 

@@ -38,8 +38,10 @@ writer::~writer() {
   if (_dir_fd >= 0) ::close(_dir_fd);
 }
 
-std::vector<stored_message> writer::open() {
-  recovery_result r = recover(_dir, _shard);
+std::vector<stored_message> writer::open(std::uint64_t charges_after,
+                                         std::vector<charge>* charges) {
+  recovery_result r = recover(_dir, _shard, charges_after);
+  if (charges) *charges = std::move(r.charges);
   std::string shard_dir = shard_directory(_dir, _shard);
   _dir_fd = ::open(shard_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (_dir_fd < 0) throw std::runtime_error(shard_dir + ": " + strerror(errno));
@@ -52,6 +54,7 @@ std::vector<stored_message> writer::open() {
     seg.seq = info.seq;
     seg.fd = fd;
     seg.tail = info.size;
+    seg.last_charge = info.last_charge;
     _segments[info.seq] = seg;
   }
   std::vector<stored_message> out;
@@ -68,7 +71,8 @@ std::vector<stored_message> writer::open() {
     for (auto seq : m.segments) ++_segments[seq].live;
     out.push_back(std::move(s));
   }
-  _sequence = r.next_sequence;
+  // Above the snapshot's too, should the segments have been removed by hand.
+  _sequence = std::max(r.next_sequence, charges_after + 1);
   _next_seq = r.next_segment;
 
   // The first segment of this run is prepared synchronously: the loop is not
@@ -230,6 +234,8 @@ bool writer::issue(std::uint32_t i) {
       m.body.push_back({_current, offset + header_size, o.hdr.payload_len});
     } else if (o.hdr.type == record_type::commit) {
       m.commit_segment = _current;
+      m.commit_sequence = o.hdr.sequence;
+      if (m.charged) seg->last_charge = o.hdr.sequence;
     }
   }
 
@@ -326,6 +332,7 @@ void writer::commit(message_handle h, envelope env, commit_callback done) {
   write_op& o = _ops[i];
   o.hdr.type = record_type::commit;
   o.hdr.id = m.id;
+  m.charged = !env.account.empty() && (env.quota_relays != 0 || env.block_relays != 0);
   encode(env, o.owned);
   o.hdr.payload_len = static_cast<std::uint32_t>(o.owned.size());
   o.msg = h;
@@ -393,6 +400,7 @@ void writer::sync_completed(int res) {
     }
     w.stored.body = std::move(m.body);
     w.stored.commit_segment = m.commit_segment;
+    w.stored.commit_sequence = m.commit_sequence;
     w.stored.segments.assign(m.segments.begin(), m.segments.end());
     w.stored.pending.resize(w.stored.env.recipients.size());
     for (std::uint32_t r = 0; r < w.stored.pending.size(); ++r) w.stored.pending[r] = r;
@@ -431,6 +439,11 @@ void writer::record_failed(const stored_message& m, std::string_view reason,
   append_state(record_type::failed, m.id, std::move(p));
 }
 
+void writer::charges_saved(std::uint64_t sequence) {
+  _charges_saved = std::max(_charges_saved, sequence);
+  delete_dead_segments();
+}
+
 void writer::release(const stored_message& m) {
   for (auto seq : m.segments) {
     auto it = _segments.find(seq);
@@ -454,6 +467,9 @@ void writer::delete_dead_segments() {
     // segment: delete only once a completed sync covers them, or a crash
     // could bring a delivered message back as incomplete.
     if (_synced_upto < it->second.dead_after) return;
+    // A charged commit must outlive the crash that would need it for
+    // replay, until a usage snapshot includes it.
+    if (it->second.last_charge > _charges_saved) return;
     // The name must stay valid until the SQE is submitted (below).
     std::string name = segment_name(it->first);
     io_uring_sqe* s = _loop.sqe();

@@ -7,9 +7,16 @@
 // record), and what was charged. Layout, little-endian, strings as u32
 // length then octets:
 //
-//   u16 version (1)  u8 flags  i64 received_at  u64 size  u64 wire_size
-//   u32 relays  u32 day  string account, helo, client_address, sender
+//   u16 version (2)  u8 flags  i64 received_at  u64 size  u64 wire_size
+//   u32 relays  u32 day  u32 quota_relays  u32 block_relays
+//   string account, helo, client_address, sender
 //   u32 recipient count, that many strings  string tls_info, auth_info
+//
+// The charge (quota_relays on `day`, block_relays off the balance) is what
+// the account paid for the message; replaying commit records after a crash
+// re-applies it (accounts/usage_ledger.hh). A copy of a commit made to move
+// a message to a newer segment must carry a zero charge, so that no message
+// is paid for twice.
 //
 // `decode` parses disk data: it checks every length against the input, never
 // reads outside it, rejects unknown versions and flag bits and trailing
@@ -25,17 +32,19 @@
 namespace ringrelay::spool {
 
 struct envelope {
-  static constexpr std::uint16_t version = 1;
+  static constexpr std::uint16_t version = 2;
 
-  bool body_is_raw = false;      // arrived by BDAT: not dot-stuffed
-  bool eight_bit = false;        // the body has octets above 127
-  bool smtputf8 = false;         // MAIL FROM ... SMTPUTF8
-  bool body_8bitmime = false;    // MAIL FROM ... BODY=8BITMIME
-  std::int64_t received_at = 0;  // wall seconds
-  std::uint64_t size = 0;        // RFC 1870 size
-  std::uint64_t wire_size = 0;   // body octets stored in the log
-  std::uint32_t relays = 0;      // relays charged (SPEC.md §5)
-  std::uint32_t day = 0;         // the account's day number the charge went to
+  bool body_is_raw = false;        // arrived by BDAT: not dot-stuffed
+  bool eight_bit = false;          // the body has octets above 127
+  bool smtputf8 = false;           // MAIL FROM ... SMTPUTF8
+  bool body_8bitmime = false;      // MAIL FROM ... BODY=8BITMIME
+  std::int64_t received_at = 0;    // wall seconds
+  std::uint64_t size = 0;          // RFC 1870 size
+  std::uint64_t wire_size = 0;     // body octets stored in the log
+  std::uint32_t relays = 0;        // recipients × size multiplier (SPEC.md §5)
+  std::uint32_t day = 0;           // the account's day number the quota part went to
+  std::uint32_t quota_relays = 0;  // charged to `day`'s quota
+  std::uint32_t block_relays = 0;  // charged to the block balance
   std::string account;
   std::string helo;
   std::string client_address;  // text, as in the Received header

@@ -38,6 +38,14 @@
 // it). At run time, deleting only the oldest segment, once nothing in it is
 // live, respects the exception without tracking it.
 //
+// Charges: every intact commit record that carries a charge (envelope.hh)
+// and whose sequence is above `charges_after` (the last commit an
+// accounts::usage_ledger snapshot includes) is reported in `charges`, in
+// log order, whatever became of its message; the segments holding them are
+// kept even when nothing in them is live, so a crash before the next
+// snapshot loses no charge. `segment_info::last_charge` tells the writer
+// which segments must wait for a snapshot before they go.
+//
 // Startup only: blocking I/O, any thread, one call per shard. Errors
 // (unreadable directory or file, failed truncate) throw std::runtime_error
 // naming the path. Records that pass the checks but whose payload does not
@@ -79,6 +87,16 @@ struct segment_info {
   std::uint64_t seq = 0;
   std::uint64_t size = 0;            // the file's length after recovery
   std::vector<util::queue_id> live;  // ascending
+  std::uint64_t last_charge = 0;     // sequence of its last charged commit; 0: none
+};
+
+// What one commit record charged an account (envelope.hh).
+struct charge {
+  std::uint64_t sequence = 0;  // of the commit record
+  std::string account;
+  std::uint32_t day = 0;
+  std::uint32_t quota_relays = 0;
+  std::uint32_t block_relays = 0;
 };
 
 struct damage {
@@ -100,13 +118,16 @@ struct recovery_result {
   std::vector<damage> lost;            // older segments cut short
   std::uint64_t next_sequence = 1;     // for the writer's next record
   std::uint64_t next_segment = 1;      // for the writer's next segment file
+  std::vector<charge> charges;         // above `charges_after`, ascending sequence
   std::size_t discarded = 0;           // queue IDs with body records, no commit
   std::size_t skipped_records = 0;
   std::size_t deleted_segments = 0;
 };
 
 // Recovers `<spool_dir>/shard<shard>/`, creating it (0700) when missing.
-recovery_result recover(const std::string& spool_dir, unsigned shard);
+// Charges of commits with a sequence above `charges_after` are reported.
+recovery_result recover(const std::string& spool_dir, unsigned shard,
+                        std::uint64_t charges_after = 0);
 
 // Appends the octets of `extents` to `out`, with blocking reads (tests,
 // bounces, tools; not for a shard's hot path).

@@ -50,8 +50,9 @@ struct stored_message {
   std::vector<extent> body;
   std::vector<std::uint32_t> pending;  // recipient indexes not yet finished
   std::uint32_t attempts = 0;
-  std::int64_t next_attempt = 0;     // wall seconds; 0 = now
-  std::uint64_t commit_segment = 0;  // where the commit record lies
+  std::int64_t next_attempt = 0;      // wall seconds; 0 = now
+  std::uint64_t commit_segment = 0;   // where the commit record lies
+  std::uint64_t commit_sequence = 0;  // the commit record's sequence (0 after a restart)
   // Segments this message keeps alive until `release` (body, commit, and
   // after a restart its state records); each counted once.
   std::vector<std::uint64_t> segments;
@@ -66,9 +67,17 @@ class writer final : public reactor::owner {
   ~writer();
 
   // Recovers the shard's log (blocking, before the loop runs) and opens a
-  // fresh segment for new writes. Returns the messages still to deliver.
-  // Throws std::runtime_error when the directory cannot be used.
-  std::vector<stored_message> open();
+  // fresh segment for new writes. Returns the messages still to deliver;
+  // the charges of commits above `charges_after` go to `charges` (see
+  // recovery.hh). Throws std::runtime_error when the directory cannot be
+  // used.
+  std::vector<stored_message> open(std::uint64_t charges_after = 0,
+                                   std::vector<charge>* charges = nullptr);
+
+  // Every charged commit up to `sequence` is in a durable usage snapshot:
+  // segments whose charged commits are all covered may now be deleted.
+  // Until this is called, no segment holding a charged commit is deleted.
+  void charges_saved(std::uint64_t sequence);
 
   // False while the log cannot take new messages (disk full, I/O error).
   bool writable() const { return _writable; }
@@ -115,6 +124,9 @@ class writer final : public reactor::owner {
     // Write number of the last state record that finished a message living
     // here; the segment may go once a completed sync covers it.
     std::uint64_t dead_after = 0;
+    // Sequence of the last charged commit here: the segment stays until a
+    // usage snapshot covers it (charges_saved).
+    std::uint64_t last_charge = 0;
   };
   struct write_op final : reactor::owner {
     void on_completion(std::uint8_t op, const io_uring_cqe& cqe) override;
@@ -139,6 +151,8 @@ class writer final : public reactor::owner {
     std::vector<extent> body;
     std::set<std::uint64_t> segments;
     std::uint64_t commit_segment = 0;
+    std::uint64_t commit_sequence = 0;
+    bool charged = false;  // its commit carries a charge
     int error = 0;
     std::uint32_t ops_pending = 0;  // writes not yet completed
     bool first = true;
@@ -180,6 +194,7 @@ class writer final : public reactor::owner {
   std::uint64_t _next_seq = 0;
   std::uint64_t _sequence = 1;  // next record sequence number
   bool _writable = true;
+  std::uint64_t _charges_saved = 0;
 
   // Preparation of the next segment through the ring.
   enum class prep { idle, opening, allocating, syncing_dir, ready, failed };

@@ -20,6 +20,8 @@ envelope typical() {
   e.wire_size = 12350;
   e.relays = 3;
   e.day = 20833;
+  e.quota_relays = 2;
+  e.block_relays = 1;
   e.account = "acme";
   e.helo = "mail.acme.example";
   e.client_address = "[192.0.2.7]:51234";
@@ -38,7 +40,7 @@ std::vector<envelope> cases() {
   e.sender.clear();  // null sender: a bounce
   e.received_at = -1;
   e.size = e.wire_size = ~0ull;
-  e.relays = e.day = ~0u;
+  e.relays = e.day = e.quota_relays = e.block_relays = ~0u;
   e.recipients = {"", "ünïcode@exämple.com", std::string(300, 'x')};
   e.tls_info = "TLS1.3 TLS_AES_256_GCM_SHA384";
   e.auth_info = "acme";
@@ -82,7 +84,7 @@ TEST(envelope, rejects_unknown_versions_and_flags) {
     std::size_t at;
     char value;
   } cases[] = {
-      {"version 0", 0, 0},     {"version 2", 0, 2},       {"version high byte", 1, 1},
+      {"version 1", 0, 1},     {"version 3", 0, 3},       {"version high byte", 1, 1},
       {"flag bit 4", 2, 0x10}, {"flag bit 7", 2, '\x80'},
   };
   for (const auto& c : cases) {
@@ -95,8 +97,8 @@ TEST(envelope, rejects_unknown_versions_and_flags) {
 TEST(envelope, a_huge_recipient_count_is_refused_before_allocating) {
   envelope e;
   auto bytes = encode(e);
-  // The count follows 2+1+8+8+8+4+4 octets and four empty strings.
-  std::size_t at = 35 + 16;
+  // The count follows 2+1+8+8+8+4+4+4+4 octets and four empty strings.
+  std::size_t at = 43 + 16;
   ASSERT_EQ(bytes.substr(at, 4), std::string(4, '\0'));
   bytes.replace(at, 4, "\xff\xff\xff\xff");
   envelope back;

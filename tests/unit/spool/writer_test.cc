@@ -578,5 +578,114 @@ TEST(writer, every_buffer_handed_to_append_body_comes_back) {
   EXPECT_EQ(r.buffers.available(), all);
 }
 
+// Charged commits (accounts/usage_ledger.hh): each acknowledged commit
+// carries its record's sequence, ascending in acknowledgement order; a
+// segment holding a charged commit outlives its messages until a usage
+// snapshot covers the charge, and a restart reports exactly the charges
+// above the snapshot's sequence, keeping their segments.
+test_message charged_message(util::queue_id id, std::size_t size, std::size_t buffer_size) {
+  test_message m = sized_message(id, size, buffer_size);
+  m.env.quota_relays = static_cast<std::uint32_t>(id % 5);
+  m.env.block_relays = static_cast<std::uint32_t>(1 + id % 2);
+  return m;
+}
+
+TEST(writer, segments_with_charged_commits_wait_for_the_usage_snapshot) {
+  temp_spool dir;
+  constexpr std::uint32_t buffer_size = 64 << 10;
+  constexpr std::size_t n = 30;
+  rig r(dir.path(), min_segment, 128, buffer_size);
+  r.spool.open();
+  std::deque<outcome> outs(n);
+  std::vector<test_message> msgs;
+  for (std::size_t i = 0; i < n; ++i) {
+    msgs.push_back(charged_message(500 + i, 90'000 + i, buffer_size));
+    r.send(msgs[i], outs[i]);
+  }
+  ASSERT_TRUE(r.run_until_called(outs));
+  std::uint64_t last = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    ASSERT_EQ(outs[i].err, 0) << i;
+    EXPECT_GT(outs[i].msg->commit_sequence, last) << i;
+    last = outs[i].msg->commit_sequence;
+    r.spool.record_done(*outs[i].msg, outs[i].msg->pending);
+    r.spool.release(*outs[i].msg);
+  }
+  const std::size_t written = dir.segment_files();
+  ASSERT_GT(written, 2u);
+  int turns = 0;
+  ASSERT_TRUE(r.run_until([&] { return ++turns > 50; }));
+  EXPECT_EQ(dir.segment_files(), written) << "a segment went before its charges were saved";
+  r.spool.charges_saved(outs[n / 2].msg->commit_sequence);
+  ASSERT_TRUE(r.run_until([&] { return ++turns > 100; }));
+  EXPECT_LT(dir.segment_files(), written) << "segments covered by the snapshot stayed";
+  EXPECT_GT(dir.segment_files(), 2u) << "segments with unsaved charges went";
+  r.spool.charges_saved(last);
+  ASSERT_TRUE(r.run_until([&dir] { return dir.segment_files() <= 2; }))
+      << dir.segment_files() << " segment files left";
+  r.spool.close_all();
+}
+
+TEST(writer, a_restart_reports_the_charges_above_the_snapshot_and_keeps_them) {
+  temp_spool dir;
+  constexpr std::uint32_t buffer_size = 64 << 10;
+  constexpr std::size_t n = 12;
+  std::vector<test_message> msgs;
+  std::vector<std::uint64_t> sequences;
+  {
+    rig r(dir.path(), min_segment, 128, buffer_size);
+    r.spool.open();
+    std::deque<outcome> outs(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      msgs.push_back(charged_message(600 + i, 200'000, buffer_size));
+      r.send(msgs[i], outs[i]);
+    }
+    // An uncharged message between them: never reported.
+    test_message free = sized_message(700, 1000, buffer_size);
+    std::deque<outcome> free_out(1);
+    r.send(free, free_out[0]);
+    ASSERT_TRUE(r.run_until_called(outs));
+    ASSERT_TRUE(r.run_until_called(free_out));
+    for (auto& o : outs) {
+      ASSERT_EQ(o.err, 0);
+      sequences.push_back(o.msg->commit_sequence);
+      // Delivered: nothing is live any more, only the charges hold segments.
+      r.spool.record_done(*o.msg, o.msg->pending);
+      r.spool.release(*o.msg);
+    }
+    ASSERT_EQ(free_out[0].err, 0);
+    r.spool.record_done(*free_out[0].msg, free_out[0].msg->pending);
+    r.spool.release(*free_out[0].msg);
+    int turns = 0;
+    ASSERT_TRUE(r.run_until([&] { return ++turns > 20; }));
+    r.spool.close_all();
+  }
+  const std::size_t files = dir.segment_files();
+  ASSERT_GT(files, 2u);
+  for (std::size_t after : {std::size_t{0}, n / 3, n - 1}) {
+    rig r(dir.path(), min_segment, 128, buffer_size);
+    std::vector<charge> charges;
+    std::uint64_t threshold = after == 0 ? 0 : sequences[after - 1];
+    r.spool.open(threshold, &charges);
+    ASSERT_EQ(charges.size(), n - after) << "above sequence " << threshold;
+    for (std::size_t i = 0; i < charges.size(); ++i) {
+      const auto& want = msgs[after + i].env;
+      EXPECT_EQ(charges[i].sequence, sequences[after + i]);
+      EXPECT_EQ(charges[i].account, want.account);
+      EXPECT_EQ(charges[i].day, want.day);
+      EXPECT_EQ(charges[i].quota_relays, want.quota_relays);
+      EXPECT_EQ(charges[i].block_relays, want.block_relays);
+    }
+    r.spool.close_all();
+  }
+  // Once a snapshot covers every charge, recovery lets the dead segments go.
+  rig r(dir.path(), min_segment, 128, buffer_size);
+  std::vector<charge> charges;
+  r.spool.open(sequences.back(), &charges);
+  EXPECT_TRUE(charges.empty());
+  EXPECT_LE(dir.segment_files(), 2u);
+  r.spool.close_all();
+}
+
 }  // namespace
 }  // namespace ringrelay::spool
