@@ -170,12 +170,23 @@ std::int64_t add_blocks(counter_slot& slot, std::int64_t n) {
   return next;
 }
 
-counter_slot& counter_store::slot_for(std::string_view username, std::int64_t initial_blocks) {
+counter_slot& counter_store::slot_for(std::string_view username, std::int64_t file_blocks) {
   std::lock_guard lock(_mutex);
-  if (auto it = _by_name.find(username); it != _by_name.end()) return *it->second;
+  if (auto it = _by_name.find(username); it != _by_name.end()) {
+    // The grant is one term of the balance, beside what operators added and
+    // what messages used: a changed grant moves the balance by the change,
+    // with add_blocks, so shards charging at this moment lose nothing.
+    std::int64_t change = 0;
+    if (__builtin_sub_overflow(file_blocks, it->second.file_blocks, &change))
+      change = file_blocks > it->second.file_blocks ? std::numeric_limits<std::int64_t>::max()
+                                                    : std::numeric_limits<std::int64_t>::min();
+    if (change != 0) add_blocks(*it->second.slot, change);
+    it->second.file_blocks = file_blocks;
+    return *it->second.slot;
+  }
   counter_slot& slot = _slots.emplace_back();
-  slot.blocks.store(initial_blocks, std::memory_order_relaxed);
-  _by_name.emplace(std::string(username), &slot);
+  slot.blocks.store(file_blocks, std::memory_order_relaxed);
+  _by_name.emplace(std::string(username), known{&slot, file_blocks});
   return slot;
 }
 

@@ -18,12 +18,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ringrelay/config/json_text.hh>
 #include <ringrelay/log/log.hh>
+#include <ringrelay/util/clock.hh>
 #include <utility>
 
 namespace ringrelay::app {
@@ -180,23 +182,26 @@ std::optional<json_request> json_request::parse(std::string_view line, std::stri
   return out;
 }
 
-const json_request::field* json_request::find(std::string_view key, kind wanted,
-                                              bool required) const {
+std::string json_request::name_of(kind k) {
   static constexpr std::string_view names[] = {
       "null", "true or false", "an integer", "a number", "a string", "an array", "an object"};
-  auto name = [](kind k) { return std::string(names[static_cast<int>(k)]); };
+  return std::string(names[static_cast<int>(k)]);
+}
+
+const json_request::field* json_request::find(std::string_view key, kind wanted,
+                                              bool required) const {
   auto it = _fields.find(key);
   if (it == _fields.end() || it->second.type == kind::null) {
     if (required)
-      throw request_error(config::json_quote(key) + " is required (" + name(wanted) + ")");
+      throw request_error(config::json_quote(key) + " is required (" + name_of(wanted) + ")");
     return nullptr;
   }
   if (it->second.type != wanted) {
     std::string what = wanted == kind::integer && it->second.type == kind::number
                            ? "an integer from -2^63 to 2^63-1"
-                           : name(wanted);
+                           : name_of(wanted);
     throw request_error(config::json_quote(key) + ": expected " + what + ", got " +
-                        name(it->second.type));
+                        name_of(it->second.type));
   }
   return &it->second;
 }
@@ -207,6 +212,18 @@ const std::string& json_request::string(std::string_view key) const {
 
 std::int64_t json_request::integer(std::string_view key) const {
   return find(key, kind::integer, true)->integer;
+}
+
+std::int64_t json_request::integer(std::string_view key, std::int64_t min, std::int64_t max) const {
+  const std::string range = "an integer from " + std::to_string(min) + " to " + std::to_string(max);
+  auto it = _fields.find(key);
+  if (it == _fields.end() || it->second.type == kind::null)
+    throw request_error(config::json_quote(key) + " is required (" + range + ")");
+  const field& f = it->second;
+  if (f.type != kind::integer || f.integer < min || f.integer > max)
+    throw request_error(config::json_quote(key) + ": expected " + range + ", got " +
+                        (f.type == kind::integer ? std::to_string(f.integer) : name_of(f.type)));
+  return f.integer;
 }
 
 bool json_request::boolean(std::string_view key) const {
@@ -481,6 +498,85 @@ control_reply control_server::dispatch(std::string_view line, std::string_view p
     RR_WARN("control: %.*s command=%s refused: %s", static_cast<int>(peer.size()), peer.data(),
             command.c_str(), reply.error().c_str());
   return reply;
+}
+
+// ---------------------------------------------------------------- accounting
+
+namespace {
+
+// The account `user` in the table in force, or nullptr with `refusal` set
+// to the reply that says why and what to do (`hint` ends it).
+const accounts::account* find_account(const accounting& context,
+                                      const std::shared_ptr<const accounts::table>& table,
+                                      const std::string& user, const std::string& hint,
+                                      control_reply& refusal) {
+  if (!table) {
+    refusal = control_reply::failure("the server has no accounts: it started without " +
+                                     context.accounts_file +
+                                     "; create accounts with \"ringrelayctl user add\", then "
+                                     "restart ringrelay");
+    return nullptr;
+  }
+  const accounts::account* a = table->find(user);
+  if (!a)
+    refusal = control_reply::failure("no user " + config::json_quote(user) + " in " +
+                                     table->source() + hint);
+  return a;
+}
+
+}  // namespace
+
+void add_accounting_commands(control_server& server, accounting context) {
+  server.on("usage", [context](const json_request& r) {
+    const std::string& user = r.string("user");
+    auto table = context.current_table();
+    control_reply reply = control_reply::success();
+    const accounts::account* a =
+        find_account(context, table, user, " (\"ringrelayctl user list\" shows them)", reply);
+    if (!a) return reply;
+    // One instant for the day, the date and the reset, as the 452 reply
+    // reads them.
+    const std::int64_t now = util::wall_seconds();
+    const accounts::quota_clock& clock = *context.clock;
+    const std::uint32_t day = clock.day_number(now);
+    return reply.set("user", a->username)
+        .set("day", clock.format(now).substr(0, 10))
+        .set("used", a->counters->usage(day))
+        .set("daily_quota", a->daily_quota)
+        .set("blocks", a->counters->blocks.load(std::memory_order_acquire))
+        .set("blocks_added", context.ledger->added(user))
+        .set("resets_at", clock.format(clock.next_reset(now)))
+        .set("time_zone", clock.zone());
+  });
+  server.on("blocks_add", [context](const json_request& r) {
+    const std::string& user = r.string("user");
+    const std::int64_t n = r.integer("n", 1, accounts::max_blocks_added);
+    auto table = context.current_table();
+    control_reply reply = control_reply::success();
+    const accounts::account* a = find_account(
+        context, table, user,
+        ": blocks go to an existing account; create it with \"ringrelayctl user add\" first, or "
+        "check the name with \"ringrelayctl user list\"; no blocks were added",
+        reply);
+    if (!a) return reply;
+    // The ledger first: once its file holds the blocks, a restart adds them
+    // again; if it cannot be written, the live balance is left alone too.
+    std::int64_t total = 0;
+    try {
+      total = context.ledger->add(user, n);
+    } catch (const std::exception& e) {
+      return control_reply::failure(std::string(e.what()) +
+                                    "; no blocks were added: fix that and try again");
+    }
+    const std::int64_t balance = accounts::add_blocks(*a->counters, n);
+    RR_INFO("control: blocks added user=%s n=%lld blocks=%lld blocks_added=%lld",
+            config::json_quote(user).c_str(), static_cast<long long>(n),
+            static_cast<long long>(balance), static_cast<long long>(total));
+    return reply.set("user", a->username)
+        .set("added", n)
+        .set("blocks", balance)
+        .set("blocks_added", total);
+  });
 }
 
 }  // namespace ringrelay::app

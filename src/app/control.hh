@@ -14,6 +14,9 @@
 //
 // Commands are dispatched by name to handlers the application registers
 // with `on`; the only built-in one is "ping" -> {"ok": true, "version": ...}.
+// `add_accounting_commands` registers "usage" and "blocks_add", which read
+// an account's live counters and add relay blocks through the blocks
+// ledger (accounts/blocks_ledger.hh).
 // Malformed JSON, a request that is not an object, a missing or unknown
 // command, and a field a handler needs but the request lacks are answered
 // with {"ok": false, "error": ...}; so is any exception a handler throws.
@@ -42,7 +45,11 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
+#include <ringrelay/accounts/blocks_ledger.hh>
+#include <ringrelay/accounts/quota.hh>
+#include <ringrelay/accounts/table.hh>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -79,6 +86,9 @@ class json_request {
   const std::string& string(std::string_view key) const;
   std::int64_t integer(std::string_view key) const;
   bool boolean(std::string_view key) const;
+  // An integer from `min` to `max`; the request_error names the range and
+  // what the field holds ("n": expected an integer from 1 to 9, got 0).
+  std::int64_t integer(std::string_view key, std::int64_t min, std::int64_t max) const;
 
   // Optional fields: nullopt when absent (or null); request_error when
   // present with another type.
@@ -95,6 +105,7 @@ class json_request {
     std::string string;
   };
 
+  static std::string name_of(kind k);
   const field* find(std::string_view key, kind wanted, bool required) const;
 
   std::string _command;
@@ -190,5 +201,21 @@ class control_server {
   ino_t _socket_ino = 0;  // the socket file we bound, to unlink only our own
   std::thread _thread;
 };
+
+// What the accounting commands read and change. Everything here must
+// outlive the control server.
+struct accounting {
+  // The account table in force, or nullptr when the server has no accounts
+  // (it started without an accounts file). Called on the control thread.
+  std::function<std::shared_ptr<const accounts::table>()> current_table;
+  std::string accounts_file;  // accounts.file, for messages
+  accounts::blocks_ledger* ledger = nullptr;
+  const accounts::quota_clock* clock = nullptr;
+};
+
+// Registers "usage" (an account's usage today, its daily quota, its block
+// balance and the next reset) and "blocks_add" (adds relay blocks: the
+// ledger's file first, then the live balance). Before `start` only.
+void add_accounting_commands(control_server& server, accounting context);
 
 }  // namespace ringrelay::app

@@ -2,6 +2,8 @@
 
 #include <pthread.h>
 
+#include <cerrno>
+#include <cstring>
 #include <ringrelay/util/file.hh>
 #include <stdexcept>
 
@@ -43,7 +45,8 @@ void file_saver::run() {
     lock.unlock();
     std::string error;
     try {
-      util::write_file_atomically(path, contents);
+      if (!util::write_file_atomically(path, contents))
+        error = path + ": written, but the fsync of its directory failed: " + std::strerror(errno);
     } catch (const std::exception& e) {
       error = e.what();
     }

@@ -3,7 +3,8 @@
 // A shard must not block on write and fsync, so it hands a whole file to
 // its saver: a thread that writes it with util::write_file_atomically and
 // then posts `done` back to the shard's loop (loop::post), with "" on
-// success or the error's text. One file at a time: `busy()` is true from
+// success or the error's text (a failed fsync of the directory is an error
+// too: the file may not survive a crash). One file at a time: `busy()` is true from
 // `save` until `done` has run, and the shard does not save again before.
 //
 // Threads: construct, `save`, `busy` and destroy on the shard's thread;

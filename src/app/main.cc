@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <ringrelay/accounts/blocks_ledger.hh>
 #include <ringrelay/accounts/quota.hh>
 #include <ringrelay/accounts/table.hh>
 #include <ringrelay/auth/failure_limiter.hh>
@@ -220,6 +221,22 @@ int main(int argc, char** argv) {
       return std::string(e.what()) + "; the accounts already loaded stay in force";
     }
   };
+  // The blocks operators added (ringrelayctl blocks add) live in the spool
+  // directory, which may not exist yet: they join the balances before any
+  // shard charges.
+  std::unique_ptr<accounts::blocks_ledger> blocks_ledger;
+  try {
+    std::filesystem::create_directories(cfg->spool.dir);
+    blocks_ledger = accounts::blocks_ledger::load(cfg->spool.dir + "/" +
+                                                  std::string(accounts::blocks_ledger_file));
+  } catch (const std::exception& e) {
+    RR_ERROR("cannot start: spool.dir %s: %s", cfg->spool.dir.c_str(), e.what());
+    return 1;
+  }
+  for (const auto& [user, added] : blocks_ledger->all()) {
+    const accounts::account* a = users ? users->find(user) : nullptr;
+    accounts::add_blocks(counters.slot_for(user, a ? a->blocks : 0), added);
+  }
   app::control_server control(cfg->control.socket);
   control.on("reload", [&](const app::json_request&) {
     std::string error = reload_users("control");
@@ -227,6 +244,12 @@ int main(int argc, char** argv) {
     std::lock_guard lock(users_mutex);
     return app::control_reply::success().set("accounts", users->size());
   });
+  auto current_users = [&] {
+    std::lock_guard lock(users_mutex);
+    return users;
+  };
+  app::add_accounting_commands(
+      control, {current_users, cfg->accounts.file, blocks_ledger.get(), &quota_clock});
   try {
     reactor::loop::probe_kernel();
     std::error_code ec;

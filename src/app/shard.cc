@@ -264,7 +264,9 @@ void shard::run() {
   saver.reset();
   if (ledger.sequence() > saved_sequence) {
     try {
-      util::write_file_atomically(ledger_path, ledger.encode(_index));
+      if (!util::write_file_atomically(ledger_path, ledger.encode(_index)))
+        RR_ERROR("usage snapshot %s: fsync of its directory failed (the spool keeps the charges)",
+                 ledger_path.c_str());
     } catch (const std::exception& e) {
       RR_ERROR("usage snapshot not saved at exit (the spool keeps the charges): %s", e.what());
     }

@@ -32,16 +32,15 @@ std::string parent_of(const std::string& path) {
 
 }  // namespace
 
-void write_file_atomically(const std::string& path, std::string_view contents, mode_t mode) {
+bool write_file_atomically(const std::string& path, std::string_view contents, mode_t mode) {
   const std::string dir = parent_of(path);
   std::string temp = path + ".XXXXXX";
-  descriptor fd(mkstemp(temp.data()));
+  descriptor fd(mkostemp(temp.data(), O_CLOEXEC));
   if (fd.get() < 0)
-    throw std::runtime_error("cannot create a temporary file next to " + path + ": " +
-                             std::strerror(errno));
+    throw std::runtime_error("cannot write " + path + ": cannot create a temporary file in " + dir +
+                             ": " + std::strerror(errno));
   auto fail = [&](const char* step) {
-    std::string message =
-        "cannot write " + path + ": " + step + ": " + std::strerror(errno) + "; it was not changed";
+    std::string message = "cannot write " + path + ": " + step + ": " + std::strerror(errno);
     ::unlink(temp.c_str());
     throw std::runtime_error(message);
   };
@@ -57,9 +56,7 @@ void write_file_atomically(const std::string& path, std::string_view contents, m
   if (::fsync(fd.get()) != 0) fail("fsync");
   if (::rename(temp.c_str(), path.c_str()) != 0) fail("rename");
   descriptor dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (dir_fd.get() < 0 || ::fsync(dir_fd.get()) != 0)
-    throw std::runtime_error("wrote " + path + ", but cannot fsync its directory " + dir + ": " +
-                             std::strerror(errno) + " (the change may not survive a crash)");
+  return dir_fd.get() >= 0 && ::fsync(dir_fd.get()) == 0;
 }
 
 }  // namespace ringrelay::util

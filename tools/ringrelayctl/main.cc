@@ -10,7 +10,9 @@
 // directory fsynced — so the server, and a crash, only ever see the old or
 // the new file whole. Other accounts keep their keys, order and values.
 // Afterwards a running server is asked to reload (control socket, see
-// docs/control.md); no server is not an error.
+// docs/control.md); no server is not an error. `usage` and `blocks add`
+// ask the running server: an account's live counters are its, and so is
+// the ledger of blocks added, in its spool directory.
 //
 // Passwords come from the terminal with echo off, or as one line on
 // standard input — never from argv, where `ps` and shell history would
@@ -64,6 +66,8 @@ SYNOPSIS
     ringrelayctl [OPTIONS] user enable USER
     ringrelayctl [OPTIONS] user list
     ringrelayctl [OPTIONS] user show USER
+    ringrelayctl [OPTIONS] usage USER
+    ringrelayctl [OPTIONS] blocks add USER N
     ringrelayctl [OPTIONS] reload
     ringrelayctl [OPTIONS] ping
 
@@ -72,6 +76,8 @@ DESCRIPTION
     atomically and then ask a running server to reload it through the
     control socket. When no server is running the change is saved and will
     be read when the server starts ("saved; no running server to reload").
+    usage and blocks add need the running server: they read and change its
+    live counters.
 
     Passwords are never taken from the command line. When standard input is
     a terminal, user add and user passwd prompt twice with echo off;
@@ -83,7 +89,7 @@ COMMANDS
                         PBKDF2-SHA256 (100000 iterations); the account may
                         send accounts.activation_delay after its creation.
         --daily-quota N     relays per day, 0 to 1099511627775 (default 1000)
-        --blocks N          initial relay-block balance (default 0)
+        --blocks N          the relay-block grant (default 0)
         --sender-domain D   an envelope sender domain the account may use;
                             repeat for more; none given = any domain
         --created-at T      creation time, RFC 3339 (default: now), e.g.
@@ -97,6 +103,13 @@ COMMANDS
                         daily_quota, blocks, sender domains ("*" = any),
                         after a header line.
     user show USER      The account as "key: value" lines (never the hash).
+    usage USER          The account's relays used today, daily quota, live
+                        block balance, blocks added by operators and the
+                        next quota reset, as "key: value" lines.
+    blocks add USER N   Add N relay blocks (1 to 1099511627775) to the
+                        account, live: the server records them in its spool
+                        directory first (they survive restarts), then adds
+                        them to the balance. Prints the new balance.
     reload              Ask the running server to reload the accounts file.
     ping                Check that a server answers on the control socket.
 
@@ -162,14 +175,20 @@ struct options {
   bool help = false;
 };
 
-std::uint64_t parse_count(std::string_view option, std::string_view text) {
+bool all_digits(std::string_view text) {
+  return !text.empty() &&
+         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// A decimal count from `min` to max_usage (2^40 - 1).
+std::uint64_t parse_count(std::string_view option, std::string_view text, std::uint64_t min = 0) {
   std::uint64_t n = 0;
-  bool ok = !text.empty() && text.size() <= 13 &&
-            std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  bool ok = all_digits(text) && text.size() <= 13;
   for (char c : text) n = n * 10 + static_cast<std::uint64_t>(c - '0');
-  if (!ok || n > accounts::max_usage)
+  if (!ok || n < min || n > accounts::max_usage)
     throw usage_error(std::string(option) + " " + ringrelay::config::json_quote(text) +
-                      ": expected an integer from 0 to " + std::to_string(accounts::max_usage));
+                      ": expected an integer from " + std::to_string(min) + " to " +
+                      std::to_string(accounts::max_usage));
   return n;
 }
 
@@ -213,7 +232,8 @@ options parse_args(int argc, char** argv) {
   bool operands_only = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (operands_only || a.size() < 2 || a[0] != '-') {
+    // "-5" is no option: it reaches the command, which says what is wrong.
+    if (operands_only || a.size() < 2 || a[0] != '-' || all_digits(a.substr(1))) {
       opt.words.push_back(a);
       continue;
     }
@@ -599,17 +619,31 @@ std::string hashed_password(std::string_view username) {
 struct server_answer {
   bool reached = false;  // false: nobody answers at the socket
   bool ok = false;
-  std::string error;   // the server's, when !ok
-  std::string extras;  // its other fields, "key=value ..."
+  std::string error;  // the server's, when !ok
+  // Its other fields in order: strings as their text, the rest as JSON.
+  std::vector<std::pair<std::string, std::string>> fields;
+
+  // "key=value ..."
+  std::string extras() const {
+    std::string out;
+    for (const auto& [key, value] : fields) out += (out.empty() ? "" : " ") + key + "=" + value;
+    return out;
+  }
+  // The value of `key`; "" when the reply lacks it.
+  std::string field(std::string_view key) const {
+    auto it =
+        std::find_if(fields.begin(), fields.end(), [&](const auto& f) { return f.first == key; });
+    return it == fields.end() ? "" : it->second;
+  }
 };
 
-std::string reply_extras(simdjson::dom::object reply) {
-  std::string out;
+std::vector<std::pair<std::string, std::string>> reply_fields(simdjson::dom::object reply) {
+  std::vector<std::pair<std::string, std::string>> out;
   for (auto [key, value] : reply) {
     if (key == "ok" || key == "error") continue;
     std::string text = value.is_string() ? std::string(value.get_string().value_unsafe())
                                          : simdjson::minify(value);
-    out += (out.empty() ? "" : " ") + std::string(key) + "=" + text;
+    out.emplace_back(std::string(key), std::move(text));
   }
   return out;
 }
@@ -650,7 +684,7 @@ server_answer ask_server(const std::string& socket_path, const std::string& requ
       reply["ok"].get_bool().get(ok) != simdjson::SUCCESS)
     throw failure("no valid reply from the server on " + socket_path +
                   (line.empty() ? " (it closed the connection or timed out)" : ""));
-  server_answer answer{true, ok, "", reply_extras(reply)};
+  server_answer answer{true, ok, "", reply_fields(reply)};
   std::string_view error;
   if (!ok && reply["error"].get_string().get(error) == simdjson::SUCCESS) answer.error = error;
   return answer;
@@ -671,7 +705,7 @@ void reload_after_change(const paths& p) {
     throw failure("saved " + p.users + ", but the server did not reload it: " + a.error);
   } else {
     std::printf("saved; the server reloaded it%s\n",
-                a.extras.empty() ? "" : (" (" + a.extras + ")").c_str());
+                a.fields.empty() ? "" : (" (" + a.extras() + ")").c_str());
   }
 }
 
@@ -825,15 +859,45 @@ void user_show(const paths& p, const std::string& name) {
       domain_list(a, ", ", "any").c_str(), hash_summary(a.password).c_str());
 }
 
-void server_command(const paths& p, const std::string& command) {
-  server_answer a =
-      ask_server(p.socket, "{\"command\":" + ringrelay::config::json_quote(command) + "}\n");
+// Sends `request` to the running server; no server, or a refusal, is a
+// `failure` that names `what` (and ends with `unanswered` when no server
+// answers).
+server_answer ask_running_server(const paths& p, const std::string& what,
+                                 const std::string& request, const std::string& unanswered = "") {
+  server_answer a = ask_server(p.socket, request);
   if (!a.reached)
     throw failure("no server answers on " + p.socket +
                   ": is ringrelay running? (the socket is the config's control.socket, or "
-                  "--socket PATH)");
-  if (!a.ok) throw failure("the server refused " + command + ": " + a.error);
-  std::printf("%s: ok%s%s\n", command.c_str(), a.extras.empty() ? "" : " ", a.extras.c_str());
+                  "--socket PATH)" +
+                  unanswered);
+  if (!a.ok) throw failure("the server refused " + what + ": " + a.error);
+  return a;
+}
+
+void server_command(const paths& p, const std::string& command) {
+  server_answer a = ask_running_server(
+      p, command, "{\"command\":" + ringrelay::config::json_quote(command) + "}\n");
+  std::printf("%s: ok%s%s\n", command.c_str(), a.fields.empty() ? "" : " ", a.extras().c_str());
+}
+
+void show_usage(const paths& p, const std::string& name) {
+  server_answer a = ask_running_server(
+      p, "usage", "{\"command\":\"usage\",\"user\":" + ringrelay::config::json_quote(name) + "}\n");
+  for (const auto& [key, value] : a.fields) std::printf("%s: %s\n", key.c_str(), value.c_str());
+}
+
+void blocks_add(const paths& p, const std::string& name, std::uint64_t n) {
+  server_answer a = ask_running_server(
+      p, "blocks add",
+      "{\"command\":\"blocks_add\",\"user\":" + ringrelay::config::json_quote(name) +
+          ",\"n\":" + std::to_string(n) + "}\n",
+      "; no blocks were added (to give blocks while the server is stopped, raise the account's "
+      "\"blocks\" in " +
+          p.users + ")");
+  std::printf(
+      "added %llu relay blocks to %s; its balance is now %s (%s added by operators in all)\n",
+      static_cast<unsigned long long>(n), ringrelay::config::json_quote(name).c_str(),
+      a.field("blocks").c_str(), a.field("blocks_added").c_str());
 }
 
 // Checks the operand count and that user-add options go with user add.
@@ -852,6 +916,19 @@ void run(const options& opt) {
   if (w[0] == "reload" || w[0] == "ping") {
     expect_words(opt, 1, w[0] == "reload" ? "reload" : "ping");
     return server_command(resolve_paths(opt), w[0]);
+  }
+  if (w[0] == "usage") {
+    expect_words(opt, 2, "usage USER");
+    return show_usage(resolve_paths(opt), w[1]);
+  }
+  if (w[0] == "blocks") {
+    if (w.size() < 2 || w[1] != "add")
+      throw usage_error(w.size() < 2 ? "\"blocks\" needs a subcommand: add"
+                                     : "unknown blocks subcommand " +
+                                           ringrelay::config::json_quote(w[1]) + " (there is add)");
+    expect_words(opt, 4, "blocks add USER N");
+    const std::uint64_t n = parse_count("N", w[3], 1);
+    return blocks_add(resolve_paths(opt), w[2], n);
   }
   if (w[0] != "user") throw usage_error("unknown command " + ringrelay::config::json_quote(w[0]));
   if (w.size() < 2)

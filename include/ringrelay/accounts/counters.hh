@@ -9,6 +9,14 @@
 // Slots are never freed while the process runs (an account removed from the
 // file and added back finds its counters again).
 //
+// Block balance: what an account has is the `blocks` grant of users.json,
+// plus the blocks operators added (`ringrelayctl blocks add`, kept in the
+// blocks ledger, blocks_ledger.hh), minus the blocks messages used. The
+// store remembers the grant each username had at the last load, so a
+// reload that changes it adds the difference to the live balance (a grant
+// lowered below what is left makes the balance negative: it then covers
+// nothing until it is raised again).
+//
 // Charging (SPEC.md §5, DESIGN.md §4) is three calls, each a CAS loop on the
 // slot's atomics: `reserve` at RCPT, `settle` at end of data (and to grow a
 // transaction's reservation by later RCPTs), `release` on RSET, a failed or
@@ -35,8 +43,8 @@
 // reserve, settle, release and add_blocks never block, lock or make a
 // syscall. A `reservation` belongs to one transaction on one shard. The
 // store's `slot_for` is for the code that loads account tables (startup,
-// reload, ringrelayctl); it takes a mutex, so loads may overlap, but it is
-// never called on a shard.
+// reload, ringrelayctl) and applies the blocks ledger at startup; it takes
+// a mutex, so loads may overlap, but it is never called on a shard.
 //
 // Errors: none. A refusal is a return value and changes nothing.
 #pragma once
@@ -147,19 +155,26 @@ class counter_store {
   counter_store(const counter_store&) = delete;
   counter_store& operator=(const counter_store&) = delete;
 
-  // The slot of `username`. A username seen for the first time gets a new
-  // slot whose block balance starts at `initial_blocks`; a known one keeps
-  // its slot and balance (`initial_blocks` is ignored). The reference stays
-  // valid for the store's lifetime.
-  counter_slot& slot_for(std::string_view username, std::int64_t initial_blocks);
+  // The slot of `username`, whose users.json grant is now `file_blocks`. A
+  // username seen for the first time gets a new slot whose block balance
+  // starts at `file_blocks`; a known one keeps its slot, and `file_blocks`
+  // minus the grant it had at the previous call is added to its balance
+  // (add_blocks), so an edited grant applies live and an unchanged one
+  // changes nothing. The reference stays valid for the store's lifetime.
+  counter_slot& slot_for(std::string_view username, std::int64_t file_blocks);
 
   // Slots created so far (one per distinct username ever loaded).
   std::size_t size() const;
 
  private:
+  struct known {
+    counter_slot* slot;
+    std::int64_t file_blocks;  // the grant at the last slot_for
+  };
+
   mutable std::mutex _mutex;
   std::deque<counter_slot> _slots;  // a deque never moves what it holds
-  std::unordered_map<std::string, counter_slot*, name_hash, std::equal_to<>> _by_name;
+  std::unordered_map<std::string, known, name_hash, std::equal_to<>> _by_name;
 };
 
 }  // namespace ringrelay::accounts

@@ -43,7 +43,7 @@ struct account {
   std::int64_t created_at = 0;  // Unix seconds (UTC)
   bool enabled = true;
   std::uint64_t daily_quota = 0;            // relays per day, at most max_usage
-  std::int64_t blocks = 0;                  // the file's block balance: seeds a new slot only
+  std::int64_t blocks = 0;                  // the file's block grant (counter_store::slot_for)
   std::vector<std::string> sender_domains;  // lower case; empty = any domain
   counter_slot* counters = nullptr;         // never null in a loaded table
 };

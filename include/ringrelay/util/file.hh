@@ -7,9 +7,11 @@
 // itself is durable. A new file gets `mode`; an existing one keeps its mode.
 //
 // Blocking I/O: startup, worker and control threads, never a shard.
-// Errors throw std::runtime_error naming the path, the step and errno's
-// text; the temporary file is removed and `path` is left as it was (unless
-// only the final directory fsync failed, which the message says).
+// Errors up to the rename throw std::runtime_error naming the path, the
+// step and errno's text; the temporary file is removed and `path` is left
+// as it was. After the rename, a failed fsync of the directory returns
+// false: the new contents are in place, but a crash may still bring the
+// old ones back. Callers decide what that means for them.
 #pragma once
 
 #include <sys/types.h>
@@ -19,6 +21,7 @@
 
 namespace ringrelay::util {
 
-void write_file_atomically(const std::string& path, std::string_view contents, mode_t mode = 0600);
+[[nodiscard]] bool write_file_atomically(const std::string& path, std::string_view contents,
+                                         mode_t mode = 0600);
 
 }  // namespace ringrelay::util

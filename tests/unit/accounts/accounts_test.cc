@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <ringrelay/accounts/counters.hh>
 #include <ringrelay/accounts/policy.hh>
 #include <ringrelay/accounts/table.hh>
@@ -282,8 +283,8 @@ TEST(accounts_counters, reload_keeps_slots_by_username) {
   EXPECT_EQ(second->find("alice")->counters, alice);
   EXPECT_EQ(second->find("bob")->counters, bob);
   EXPECT_EQ(alice->usage(20000), 42u);
-  EXPECT_EQ(alice->blocks.load(), 3) << "the live balance wins over the file's";
-  EXPECT_EQ(second->find("alice")->blocks, 99) << "the table still shows the file's value";
+  EXPECT_EQ(alice->blocks.load(), 97) << "the grant rose by 94: 5 + 94 - 2 used";
+  EXPECT_EQ(second->find("alice")->blocks, 99) << "the table shows the file's value";
   counter_slot* carol = second->find("carol")->counters;
   EXPECT_EQ(carol->blocks.load(), 9);
   EXPECT_EQ(store.size(), 3u);
@@ -300,6 +301,56 @@ TEST(accounts_counters, reload_keeps_slots_by_username) {
   EXPECT_EQ(store.size(), 3u);
   // The earlier tables are untouched.
   EXPECT_EQ(first->find("alice")->counters, alice);
+}
+
+TEST(accounts_counters, a_changed_grant_moves_the_balance_by_the_change) {
+  // Each row is one load of users.json with acme's "blocks" (nullopt: acme
+  // is not in the file), what happens between loads, and the balance after.
+  struct row {
+    const char* what;
+    std::optional<std::int64_t> grant;
+    std::int64_t used_before;   // blocks messages used since the last load
+    std::int64_t added_before;  // blocks operators added since the last load
+    std::int64_t balance;
+  };
+  const row rows[] = {
+      {"first load: the grant", 10, 0, 0, 10},
+      {"same grant, 3 used: nothing changes", 10, 3, 0, 7},
+      {"grant 10 -> 15 adds 5", 15, 0, 0, 12},
+      {"operators added 100, grant unchanged", 15, 0, 100, 112},
+      {"grant 15 -> 5 takes 10", 5, 0, 0, 102},
+      {"acme leaves the file: the slot waits", std::nullopt, 2, 0, 100},
+      {"acme comes back with grant 5: no change", 5, 0, 0, 100},
+      {"grant 5 -> 0 after using 100: below zero", 0, 100, 0, -5},
+      {"grant 0 -> 20", 20, 0, 0, 15},
+  };
+  counter_store store;
+  counter_slot* slot = nullptr;
+  for (const auto& r : rows) {
+    if (slot) {
+      slot->blocks.fetch_sub(r.used_before);
+      add_blocks(*slot, r.added_before);
+    }
+    auto t = parse(
+        users({r.grant ? user("acme", R"("blocks": )" + std::to_string(*r.grant)) : user("bob")}),
+        store);
+    if (r.grant) slot = t->find("acme")->counters;
+    EXPECT_EQ(slot->blocks.load(), r.balance) << r.what;
+  }
+  EXPECT_EQ(store.size(), 2u);
+}
+
+TEST(accounts_counters, slot_for_applies_the_grant_change_once) {
+  counter_store store;
+  counter_slot& slot = store.slot_for("acme", 7);
+  EXPECT_EQ(slot.blocks.load(), 7);
+  EXPECT_EQ(&store.slot_for("acme", 7), &slot);
+  EXPECT_EQ(&store.slot_for("acme", 7), &slot);
+  EXPECT_EQ(slot.blocks.load(), 7) << "asking again with the same grant changes nothing";
+  store.slot_for("acme", 9);
+  store.slot_for("acme", 9);
+  EXPECT_EQ(slot.blocks.load(), 9);
+  EXPECT_EQ(store.size(), 1u);
 }
 
 TEST(accounts_counters, slots_are_cache_line_aligned) {

@@ -75,7 +75,7 @@ TEST(usage_ledger, load_reads_the_saved_file_and_a_missing_one_is_empty) {
   EXPECT_EQ(usage_ledger::load(path), usage_ledger{});
   usage_ledger l;
   l.add("acme", 5, 2, 1, 42);
-  util::write_file_atomically(path, l.encode(3));
+  ASSERT_TRUE(util::write_file_atomically(path, l.encode(3)));
   EXPECT_EQ(usage_ledger::load(path), l);
   EXPECT_EQ(fs::status(path).permissions() & fs::perms::all,
             fs::perms::owner_read | fs::perms::owner_write);

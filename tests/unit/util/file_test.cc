@@ -40,18 +40,18 @@ std::string read(const std::string& path) {
 TEST(write_file_atomically, creates_and_replaces_leaving_no_temporary_file) {
   temp_dir dir;
   const std::string path = dir.path() + "/state.json";
-  write_file_atomically(path, "first", 0640);
+  EXPECT_TRUE(write_file_atomically(path, "first", 0640));
   EXPECT_EQ(read(path), "first");
   EXPECT_EQ(fs::status(path).permissions() & fs::perms::all,
             fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
   chmod(path.c_str(), 0604);
   std::string big(1 << 20, 'x');
-  write_file_atomically(path, big);
+  EXPECT_TRUE(write_file_atomically(path, big));
   EXPECT_EQ(read(path), big);
   EXPECT_EQ(fs::status(path).permissions() & fs::perms::all,
             fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read)
       << "an existing file keeps its mode";
-  write_file_atomically(path, "");
+  EXPECT_TRUE(write_file_atomically(path, ""));
   EXPECT_EQ(read(path), "");
   EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator{}), 1);
 }
@@ -60,7 +60,7 @@ TEST(write_file_atomically, a_failure_names_the_path_and_changes_nothing) {
   temp_dir dir;
   const std::string missing = dir.path() + "/no/such/dir/state.json";
   try {
-    write_file_atomically(missing, "x");
+    (void)write_file_atomically(missing, "x");
     ADD_FAILURE() << "wrote into a missing directory";
   } catch (const std::runtime_error& e) {
     EXPECT_NE(std::string(e.what()).find(missing), std::string::npos) << e.what();
@@ -69,7 +69,7 @@ TEST(write_file_atomically, a_failure_names_the_path_and_changes_nothing) {
   const std::string target = dir.path() + "/taken";
   fs::create_directory(target);
   fs::create_directory(target + "/inside");
-  EXPECT_THROW(write_file_atomically(target, "x"), std::runtime_error);
+  EXPECT_THROW((void)write_file_atomically(target, "x"), std::runtime_error);
   EXPECT_TRUE(fs::is_directory(target));
   EXPECT_EQ(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator{}), 1);
 }
