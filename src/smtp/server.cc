@@ -153,7 +153,8 @@ class connection final : public reactor::owner {
       _last_activity = now;
       process();
     }
-    if (_closing || _close_after_flush || _commit_pending || _auth_pending || _auth_reply_at)
+    if (_closing || _close_after_flush || _commit_pending || _auth_pending || _auth_reply_at ||
+        _verify_pending)
       return;
     if (_tls && !_tls->established() && now > _tls_deadline) {
       RR_INFO("TLS handshake timed out client=%s", _session.peer().address.c_str());
@@ -335,6 +336,7 @@ class connection final : public reactor::owner {
   void process();
   void handle(event ev);
   void authenticate();
+  void verify_sender();
   void authenticated(const auth::verification_cache::key& key, auth::verify_result result,
                      bool hint);
   void commit();
@@ -361,7 +363,7 @@ class connection final : public reactor::owner {
 
   void maybe_destroy() {
     if (!_closing || _destroying || _recv_armed || _send_inflight || _commit_pending ||
-        _auth_pending)
+        _auth_pending || _verify_pending)
       return;
     _destroying = true;
     io_uring_sqe* s = _srv._loop.sqe();
@@ -397,6 +399,8 @@ class connection final : public reactor::owner {
   bool _refuse_after_handshake = false;
   bool _peer_closed = false;        // TLS close_notify or error: finish, then close
   bool _auth_pending = false;       // a verification runs on a worker
+  bool _verify_pending = false;     // a sender domain check is under way
+  bool _verify_in_call = false;     // inside sender_check->verify()
   std::int64_t _auth_reply_at = 0;  // a failed AUTH's 535 is due then
   bool _auth_hint = false;
   session_charger _charger;
@@ -421,8 +425,8 @@ void connection::process() {
     state st = _session.current();
     // The session takes no input while it waits for the spool or for a
     // password check; the bytes wait here, in order.
-    if (st == state::committing || st == state::authenticating || st == state::closing ||
-        _close_after_flush)
+    if (st == state::committing || st == state::authenticating || st == state::verifying_sender ||
+        st == state::closing || _close_after_flush)
       break;
     if (_srv._stopping && (st == state::fresh || st == state::ready)) {
       _session.shutdown();
@@ -498,6 +502,9 @@ void connection::handle(event ev) {
     case event::authenticate:
       authenticate();
       break;
+    case event::verify_sender:
+      verify_sender();
+      break;
     case event::starttls:
       // RFC 3207 4.2 (CVE-2011-0411): whatever the client pipelined after
       // STARTTLS was sent in the clear and is thrown away.
@@ -508,6 +515,26 @@ void connection::handle(event ev) {
     case event::none:
       break;
   }
+}
+
+// The check may answer before verify() returns (a cached result): then
+// process() is still on the stack and simply carries on with the input.
+// The connection is not destroyed while _verify_pending.
+void connection::verify_sender() {
+  _verify_pending = true;
+  _verify_in_call = true;
+  _srv._opt.sender_check->verify(_session.sender_domain(), [this](std::string_view refusal) {
+    _verify_pending = false;
+    if (_closing) {
+      if (!_verify_in_call) maybe_destroy();
+      return;
+    }
+    _session.sender_verified(refusal);
+    if (_verify_in_call) return;
+    process();
+    _srv.schedule_flush(this);
+  });
+  _verify_in_call = false;
 }
 
 void connection::authenticate() {

@@ -78,6 +78,8 @@ const char* state_name(state s) {
       return "auth";
     case state::authenticating:
       return "authenticating";
+    case state::verifying_sender:
+      return "verifying_sender";
     case state::committing:
       return "committing";
     case state::closing:
@@ -139,7 +141,7 @@ void session::reset_transaction() {
 
 feed_result session::feed(std::string_view in) {
   if (_state == state::closing || _state == state::committing || _state == state::authenticating ||
-      in_body())
+      _state == state::verifying_sender || in_body())
     return {0, event::need_more};
   auto nl = in.find('\n');
   // AUTH lines may be longer than commands (RFC 4954 4: 12288 octets); the
@@ -296,9 +298,31 @@ event session::on_mail(const command& c) {
   _declared_size = c.has_size ? c.size : 0;
   _smtputf8 = c.smtputf8;
   _body = c.body;
+  // The null sender (bounces) has no domain to verify.
+  if (_cfg.verify_sender && !_sender.empty()) {
+    enter(state::verifying_sender);
+    return event::verify_sender;
+  }
   reply("250 2.1.0 Ok");
   enter(state::mail);
   return event::none;
+}
+
+std::string_view session::sender_domain() const {
+  auto at = _sender.rfind('@');
+  return at == std::string::npos ? std::string_view() : std::string_view(_sender).substr(at + 1);
+}
+
+void session::sender_verified(std::string_view refusal) {
+  if (_state != state::verifying_sender) return;
+  if (refusal.empty()) {
+    reply("250 2.1.0 Ok");
+    enter(state::mail);
+    return;
+  }
+  reply(refusal);
+  reset_transaction();
+  enter(state::ready);
 }
 
 event session::on_rcpt(const command& c) {

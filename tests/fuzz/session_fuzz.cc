@@ -183,6 +183,15 @@ class driver {
         check(_s.current() == state::authenticating && _s.account().empty());
         authenticate();
         break;
+      case event::verify_sender:
+        check(_cfg.verify_sender && _s.current() == state::verifying_sender &&
+              !_s.sender().empty());
+        // Domains ending in "x" fail, the rest pass.
+        _s.sender_verified(_s.sender_domain().ends_with("x")
+                               ? "451 4.1.8 Sender verify failed: domain has no MX or A record"
+                               : "");
+        check(_s.current() == state::mail || _s.current() == state::ready);
+        break;
       case event::need_more:
       case event::none:
         break;
@@ -251,6 +260,8 @@ void play(fuzz::fuzz_input in) {
   session_config cfg{std::string(hostname), {},    (flags & 32) != 0,
                      (flags & 64) != 0,     false, alice_policy};
   if (flags & 1) cfg.limits = {64, 80, 3, 100};
+  // The seed's low bit (it also shapes the cuts) turns sender checks on.
+  cfg.verify_sender = (seed & 1) != 0;
   driver d(cfg, (flags & 8) == 0, static_cast<spool_answer>((flags >> 1) & 3), (flags & 128) != 0);
   for (std::string_view piece : fuzz::cut(in.rest(), seed)) d.receive(piece);
   if (flags & 16) d.timeout();

@@ -33,6 +33,20 @@
 
 namespace ringrelay::smtp {
 
+// Sender verification at MAIL FROM (SPEC.md §4), wired by the app to the
+// shard's DNS checks. `verify` calls `done` exactly once, on the shard's
+// thread, either before it returns (a cached answer) or later, with "" to
+// accept or the refusal reply; also when the shard stops (a temporary
+// refusal then).
+class sender_verifier {
+ public:
+  using done_callback = std::function<void(std::string_view refusal)>;
+  virtual void verify(std::string_view domain, done_callback done) = 0;
+
+ protected:
+  ~sender_verifier() = default;
+};
+
 struct server_options {
   session_config session;
   // TLS for STARTTLS and implicit-TLS listeners; null when no certificate
@@ -47,6 +61,8 @@ struct server_options {
   std::string trusted_account;           // recorded (and charged) for mail from trusted networks
   const accounts::quota_clock* quota_clock = nullptr;  // null: nothing is charged
   auth::shared_failure_limiter* limiter = nullptr;     // the process's; with verifier
+  // Checks sender domains when session.verify_sender is on (never null then).
+  sender_verifier* sender_check = nullptr;
   std::uint32_t idle_timeout_ms = 300000;
   std::uint32_t max_sessions = 10000;
   std::uint32_t max_queued_buffers = 8;  // per connection, before recv pauses

@@ -56,8 +56,10 @@ struct session_config {
   bool auth_require_tls = false;  // AUTH only inside TLS (538 5.7.11 before)
   // Account policy at MAIL FROM for an authenticated session: returns the
   // refusal reply ("451 4.7.0 ...", "550 5.7.1 ...") or "" to accept.
-  // Sender verification (DNS) and quota checks plug in here too.
   std::function<std::string(std::string_view account, std::string_view sender)> mail_policy;
+  // Sender verification (SPEC.md §4): a MAIL FROM with a non-null sender
+  // that passes every local check waits for event::verify_sender's answer.
+  bool verify_sender = false;
 };
 
 struct peer_info {
@@ -67,31 +69,33 @@ struct peer_info {
 };
 
 enum class state : std::uint8_t {
-  fresh,           // greeted, waiting for EHLO/HELO
-  ready,           // after EHLO/HELO or RSET: waiting for MAIL
-  mail,            // MAIL accepted: waiting for RCPT
-  rcpt,            // at least one RCPT accepted: RCPT, DATA or BDAT
-  data,            // DATA body streaming
-  bdat,            // BDAT chunk streaming
-  bdat_next,       // a non-LAST chunk was received: BDAT (or RSET) next
-  committing,      // end of message: waiting for the spool
-  auth,            // a SASL exchange: the next line is a response, not a command
-  authenticating,  // credentials given: waiting for their verification
-  closing,         // QUIT or a fatal error: no more input is read
+  fresh,             // greeted, waiting for EHLO/HELO
+  ready,             // after EHLO/HELO or RSET: waiting for MAIL
+  mail,              // MAIL accepted: waiting for RCPT
+  rcpt,              // at least one RCPT accepted: RCPT, DATA or BDAT
+  data,              // DATA body streaming
+  bdat,              // BDAT chunk streaming
+  bdat_next,         // a non-LAST chunk was received: BDAT (or RSET) next
+  committing,        // end of message: waiting for the spool
+  auth,              // a SASL exchange: the next line is a response, not a command
+  authenticating,    // credentials given: waiting for their verification
+  verifying_sender,  // MAIL FROM given: waiting for the sender domain's check
+  closing,           // QUIT or a fatal error: no more input is read
 };
 
 const char* state_name(state s);
 
 enum class event : std::uint8_t {
-  need_more,     // all input consumed without completing a command line
-  none,          // a command was handled; feed the rest
-  body,          // body octets expected: use scan()
-  commit,        // store the message, then committed() / commit_failed()
-  discard,       // drop the current message's spooled octets
-  close,         // flush output, then close the connection
-  starttls,      // send the 220 in plaintext, drop the rest of the input, and
-                 // start a TLS handshake; then call tls_started()
-  authenticate,  // verify credentials(), then auth_succeeded() / auth_failed()
+  need_more,      // all input consumed without completing a command line
+  none,           // a command was handled; feed the rest
+  body,           // body octets expected: use scan()
+  commit,         // store the message, then committed() / commit_failed()
+  discard,        // drop the current message's spooled octets
+  close,          // flush output, then close the connection
+  starttls,       // send the 220 in plaintext, drop the rest of the input, and
+                  // start a TLS handshake; then call tls_started()
+  authenticate,   // verify credentials(), then auth_succeeded() / auth_failed()
+  verify_sender,  // check sender_domain(), then sender_verified()
 };
 
 struct feed_result {
@@ -162,6 +166,14 @@ class session {
   // 421 4.7.0 after too many failures from this address; the session closes.
   void auth_blocked();
   const std::string& account() const { return _account; }
+
+  // Sender verification: the domain of the MAIL FROM address being checked
+  // after event::verify_sender (what follows its last '@'; empty when it
+  // has none). `sender_verified` with "" accepts the MAIL (250); with a
+  // refusal reply ("451 4.1.8 ...", "550 5.7.27 ...") sends it and ends the
+  // transaction.
+  std::string_view sender_domain() const;
+  void sender_verified(std::string_view refusal);
 
   // The glue's charger, or none (nothing is charged). Set once, before input.
   void set_charger(charger* c) { _charger = c; }

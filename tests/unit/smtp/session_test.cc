@@ -40,6 +40,9 @@ struct dialogue {
   bool starttls = false;  // STARTTLS offered
   bool auth = false;      // AUTH offered; the one account is alice / secret
   bool auth_require_tls = false;
+  // Sender verification on: the check answers at once, refusing the
+  // domains nomx.test (451 4.1.8) and nullmx.test (550 5.7.27).
+  bool verify_sender = false;
 };
 
 // A message as the glue stores it at commit.
@@ -167,6 +170,10 @@ class driver {
         mark("(authenticate)");
         authenticate();
         break;
+      case event::verify_sender:
+        mark("(verify_sender)");
+        verify_sender();
+        break;
       case event::need_more:
       case event::none:
         break;
@@ -196,6 +203,17 @@ class driver {
     }
   }
 
+  void verify_sender() {
+    const std::string_view domain = _s.sender_domain();
+    if (domain == "nomx.test") {
+      _s.sender_verified("451 4.1.8 Sender verify failed: domain has no MX or A record");
+    } else if (domain == "nullmx.test") {
+      _s.sender_verified("550 5.7.27 Sender domain accepts no mail (null MX)");
+    } else {
+      _s.sender_verified("");
+    }
+  }
+
   void mark(std::string_view what) {
     _result.transcript.append(what);
     _result.transcript.append("\r\n");
@@ -222,7 +240,8 @@ std::string alice_policy(std::string_view account, std::string_view sender) {
 }
 
 session_config config_for(const dialogue& d) {
-  return {std::string(hostname), d.limits, d.starttls, d.auth, d.auth_require_tls, alice_policy};
+  return {std::string(hostname), d.limits,     d.starttls,     d.auth,
+          d.auth_require_tls,    alice_policy, d.verify_sender};
 }
 
 std::string lines(const std::vector<std::string_view>& server) {
@@ -296,6 +315,7 @@ constexpr std::string_view ev_discard = "(discard)";
 constexpr std::string_view ev_close = "(close)";
 constexpr std::string_view ev_starttls = "(starttls)";
 constexpr std::string_view ev_authenticate = "(authenticate)";
+constexpr std::string_view ev_verify = "(verify_sender)";
 
 // --- the common steps -------------------------------------------------------
 
@@ -711,6 +731,25 @@ std::vector<dialogue> dialogues() {
        .trusted = false,
        .auth = true,
        .auth_require_tls = true},
+
+      // Sender verification (SPEC.md §4): MAIL waits for the domain's
+      // check; a refusal ends the transaction, so a pipelined RCPT and DATA
+      // get 503; the null sender is never checked.
+      {.name = "sender_verification_waits_for_the_check_and_refusals_end_the_transaction",
+       .steps = {greeting,
+                 ehlo,
+                 {"MAIL FROM:<a@nomx.test>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n",
+                  {ev_verify, "451 4.1.8 Sender verify failed: domain has no MX or A record",
+                   need_mail, need_mail}},
+                 {"MAIL FROM:<a@nullmx.test>\r\n",
+                  {ev_verify, "550 5.7.27 Sender domain accepts no mail (null MX)"}},
+                 {"MAIL FROM:<>\r\n", {sender_ok}},
+                 {"RSET\r\n", {ok}},
+                 {"MAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.net>\r\n",
+                  {ev_verify, sender_ok, recipient_ok}},
+                 data,
+                 body},
+       .verify_sender = true},
 
       // SMTPUTF8 (RFC 6531 3.5).
       {"non_ascii_addresses_need_smtputf8",
