@@ -34,7 +34,7 @@ constexpr unsigned max_shards = 64;
 // Top-level sections that later modules will define. Their contents are not
 // read yet; they must be objects so that a typo in a top-level key is still
 // caught (it would not match any of these names).
-constexpr std::string_view reserved_sections[] = {"dns", "sender_verify", "admin"};
+constexpr std::string_view reserved_sections[] = {"admin"};
 
 constexpr std::string_view duration_forms =
     "seconds, or a string such as \"30s\", \"15m\", \"2h\", \"5d\"";
@@ -432,6 +432,85 @@ accounts_config read_accounts(const context& ctx, const json_value& v) {
   return a;
 }
 
+// "192.0.2.1", "192.0.2.1:5353", "2001:db8::1", "[2001:db8::1]:5353" (and
+// brackets around an IPv4 address) in the form c-ares takes: "ip:port",
+// "[ipv6]:port". nullopt when the text is none of these.
+std::optional<std::string> dns_server(std::string_view text) {
+  std::string_view host = text;
+  std::string_view port = "53";
+  if (text.starts_with('[')) {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    host = text.substr(1, close - 1);
+    const std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest[0] != ':') return std::nullopt;
+      port = rest.substr(1);
+    }
+  } else if (std::count(text.begin(), text.end(), ':') == 1) {
+    // One colon: IPv4 and a port. More: a bare IPv6 address, port 53.
+    const auto colon = text.find(':');
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  const std::string address(host);
+  in6_addr buf;
+  const bool v4 = inet_pton(AF_INET, address.c_str(), &buf) == 1;
+  if (!v4 && inet_pton(AF_INET6, address.c_str(), &buf) != 1) return std::nullopt;
+  if (port.empty() || port.size() > 5 ||
+      !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  const int number = std::stoi(std::string(port));
+  if (number < 1 || number > 65535) return std::nullopt;
+  return (v4 ? address : "[" + address + "]") + ":" + std::to_string(number);
+}
+
+dns_config read_dns(const context& ctx, const json_value& v) {
+  section s(ctx, v, "dns", {"servers", "timeout"});
+  dns_config d;
+  if (const auto* servers = s.get("servers")) {
+    const auto path = s.path("servers");
+    if (servers->type != kind::array) ctx.expected(*servers, path, R"(an array of "ip:port")");
+    for (std::size_t i = 0; i < servers->items.size(); ++i) {
+      const auto& item = servers->items[i];
+      const auto item_path = join(path, std::to_string(i));
+      auto server = dns_server(read_string(ctx, item, item_path));
+      if (!server) {
+        ctx.expected(
+            item, item_path,
+            R"(an IP address with an optional port, such as "127.0.0.1:53" or "[::1]:5353")");
+      }
+      d.servers.push_back(std::move(*server));
+    }
+  }
+  s.duration("timeout", d.timeout, 1, 60);
+  return d;
+}
+
+sender_verify_config read_sender_verify(const context& ctx, const json_value& v) {
+  section s(ctx, v, "sender_verify", {"enabled", "allow_reserved"});
+  sender_verify_config sv;
+  s.boolean("enabled", sv.enabled);
+  if (const auto* allow = s.get("allow_reserved")) {
+    const auto path = s.path("allow_reserved");
+    if (allow->type != kind::array) ctx.expected(*allow, path, "an array of domain suffixes");
+    for (std::size_t i = 0; i < allow->items.size(); ++i) {
+      const auto& item = allow->items[i];
+      const auto item_path = join(path, std::to_string(i));
+      std::string suffix = read_string(ctx, item, item_path);
+      // ".test" and "test" name the same suffix.
+      if (suffix.starts_with('.')) suffix.erase(0, 1);
+      std::transform(suffix.begin(), suffix.end(), suffix.begin(), [](char c) {
+        return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+      });
+      if (!util::valid_hostname(suffix))
+        ctx.expected(item, item_path, R"(a domain suffix such as "test" or "corp.example")");
+      sv.allow_reserved.push_back(std::move(suffix));
+    }
+  }
+  return sv;
+}
+
 control_config read_control(const context& ctx, const json_value& v) {
   section s(ctx, v, "control", {"socket"});
   control_config c;
@@ -452,7 +531,8 @@ std::string read_log_level(const context& ctx, const json_value& v) {
 server_config read_server(const context& ctx, const json_value& root, const std::string& source) {
   section s(ctx, root, "",
             {"shards", "hostname", "listeners", "trusted_networks", "limits", "spool", "delivery",
-             "io", "log", "shutdown_grace", "tls", "auth", "accounts", "control", "quota"},
+             "dns", "sender_verify", "io", "log", "shutdown_grace", "tls", "auth", "accounts",
+             "control", "quota"},
             reserved_sections);
   server_config c;
   c.source = source;
@@ -480,6 +560,8 @@ server_config read_server(const context& ctx, const json_value& root, const std:
   if (const auto* v = s.get("limits")) c.limits = read_limits(ctx, *v);
   if (const auto* v = s.get("spool")) c.spool = read_spool(ctx, *v);
   if (const auto* v = s.get("delivery")) c.delivery = read_delivery(ctx, *v);
+  if (const auto* v = s.get("dns")) c.dns = read_dns(ctx, *v);
+  if (const auto* v = s.get("sender_verify")) c.sender_verify = read_sender_verify(ctx, *v);
   if (const auto* v = s.get("io")) c.io = read_io(ctx, *v);
   if (const auto* v = s.get("log")) c.log_level = read_log_level(ctx, *v);
   if (const auto* v = s.get("tls")) c.tls = read_tls(ctx, *v);

@@ -9,9 +9,8 @@
 // expected, e.g.
 //   conf/ringrelay.json: limits.recipients: expected an integer from 1 to 100000, got "abc"
 //   --set limits.recipients=0: expected an integer from 1 to 100000, got 0
-// Unknown keys are errors everywhere, except inside the top-level sections
-// reserved for later modules (`accounts`, `auth`, `tls`, `control`, `dns`,
-// `sender_verify`, `admin`, `quota`), which must be objects and are
+// Unknown keys are errors everywhere, except inside the top-level section
+// reserved for a later module (`admin`), which must be an object and is
 // otherwise ignored for now.
 //
 // Startup and reload code only: it allocates, throws, calls gethostname and
@@ -90,7 +89,7 @@ struct delivery_config {
 
 struct io_config {
   std::uint32_t ring_entries = 4096;       // power of two
-  std::uint32_t recv_buffers = 4096;       // per shard, power of two
+  std::uint32_t recv_buffers = 2048;       // per shard, power of two
   std::uint32_t recv_buffer_size = 16384;  // bytes
 };
 
@@ -119,6 +118,22 @@ struct quota_config {
   std::string time_zone = "UTC";  // daily quotas reset at 00:00 here (IANA name)
 };
 
+struct dns_config {
+  // Resolvers to ask, in canonical form: "192.0.2.53:53", "[2001:db8::53]:53"
+  // (the file may leave the port out); empty = the system's
+  // /etc/resolv.conf.
+  std::vector<std::string> servers;
+  std::uint32_t timeout = 5;  // seconds one lookup may take, every server and try included
+};
+
+// SPEC.md §4. Read and checked; not enforced at MAIL FROM yet.
+struct sender_verify_config {
+  bool enabled = true;
+  // Reserved suffixes accepted anyway ("test", "corp.example"): lower case,
+  // without a leading dot.
+  std::vector<std::string> allow_reserved;
+};
+
 struct control_config {
   std::string socket = "/run/ringrelay/control.sock";
 };
@@ -132,6 +147,8 @@ struct server_config {
   limits_config limits;
   spool_config spool;
   delivery_config delivery;
+  dns_config dns;
+  sender_verify_config sender_verify;
   io_config io;
   tls_config tls;
   auth_config auth;
