@@ -7,6 +7,8 @@
 #include <future>
 #include <ringrelay/accounts/usage_ledger.hh>
 #include <ringrelay/delivery/service.hh>
+#include <ringrelay/dns/resolver.hh>
+#include <ringrelay/dns/sender_check.hh>
 #include <ringrelay/log/log.hh>
 #include <ringrelay/net/listener.hh>
 #include <ringrelay/reactor/buffer_pool.hh>
@@ -20,6 +22,7 @@
 #include <string>
 
 #include "file_saver.hh"
+#include "sender_verifier.hh"
 
 namespace ringrelay::app {
 namespace {
@@ -130,7 +133,12 @@ void shard::run() {
   std::unique_ptr<reactor::buffer_pool> buffers;
   std::unique_ptr<spool::writer> spool;
   std::unique_ptr<delivery::service> deliver;
+  std::unique_ptr<dns::resolver> resolver;
+  std::unique_ptr<dns::sender_check> sender_check;
   std::unique_ptr<smtp::server> server;
+  // Destroyed before the server: its pending answers are dropped with the
+  // connections waiting for them.
+  std::unique_ptr<dns_sender_verifier> sender_verifier;
   std::unique_ptr<tls::context> tls_server;
   std::vector<std::unique_ptr<net::acceptor>> acceptors;
   std::vector<spool::stored_message> recovered;
@@ -160,6 +168,16 @@ void shard::run() {
     saver = std::make_unique<file_saver>(loop);
     deliver = std::make_unique<delivery::service>(loop, *spool, cfg, _index);
 
+    dns::resolver_options dns_opt;
+    dns_opt.servers = cfg.dns.servers;
+    dns_opt.timeout_ms = cfg.dns.timeout * 1000;
+    resolver = std::make_unique<dns::resolver>(loop, dns_opt);
+    if (cfg.sender_verify.enabled) {
+      sender_check = std::make_unique<dns::sender_check>(
+          *resolver, dns::sender_check_options{cfg.sender_verify.allow_reserved});
+      sender_verifier = std::make_unique<dns_sender_verifier>(*sender_check);
+    }
+
     if (!cfg.tls.cert.empty()) tls_server = tls::context::server(cfg.tls.cert, cfg.tls.key);
     smtp::server_options opt;
     opt.tls = tls_server.get();
@@ -171,6 +189,8 @@ void shard::run() {
     opt.trusted_account = cfg.accounts.trusted_account;
     opt.quota_clock = _quota_clock;
     opt.limiter = _limiter;
+    opt.session.verify_sender = sender_verifier != nullptr;
+    opt.sender_check = sender_verifier.get();
     opt.session.hostname = cfg.hostname;
     opt.session.limits.command_line = cfg.limits.command_line;
     opt.session.limits.text_line = cfg.limits.text_line;

@@ -523,7 +523,7 @@ void connection::handle(event ev) {
 void connection::verify_sender() {
   _verify_pending = true;
   _verify_in_call = true;
-  _srv._opt.sender_check->verify(_session.sender_domain(), [this](std::string_view refusal) {
+  _srv._opt.sender_check->verify(_session.sender(), [this](std::string_view refusal) {
     _verify_pending = false;
     if (_closing) {
       if (!_verify_in_call) maybe_destroy();

@@ -308,11 +308,6 @@ event session::on_mail(const command& c) {
   return event::none;
 }
 
-std::string_view session::sender_domain() const {
-  auto at = _sender.rfind('@');
-  return at == std::string::npos ? std::string_view() : std::string_view(_sender).substr(at + 1);
-}
-
 void session::sender_verified(std::string_view refusal) {
   if (_state != state::verifying_sender) return;
   if (refusal.empty()) {

@@ -186,8 +186,8 @@ class driver {
       case event::verify_sender:
         check(_cfg.verify_sender && _s.current() == state::verifying_sender &&
               !_s.sender().empty());
-        // Domains ending in "x" fail, the rest pass.
-        _s.sender_verified(_s.sender_domain().ends_with("x")
+        // Senders ending in "x" fail, the rest pass.
+        _s.sender_verified(_s.sender().ends_with("x")
                                ? "451 4.1.8 Sender verify failed: domain has no MX or A record"
                                : "");
         check(_s.current() == state::mail || _s.current() == state::ready);

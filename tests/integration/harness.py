@@ -17,8 +17,6 @@ Pieces (all stdlib + Debian's python3-dnspython; run with /usr/bin/python3):
 - make_message & co.:    messages of an exact RFC 1870 size.
 - split_received / assert_delivered: strip our Received: header and compare
                          bytes, with a useful diff on mismatch.
-- TestDNS:               optional DNS server for sender verification
-                         (enabled through RINGRELAY_DNS_SET, see README).
 
 Tests use context managers so that processes and temporary directories are
 cleaned up even when an assertion fails; `dump_diagnostics()` prints the
@@ -691,73 +689,6 @@ class RecordingSink:
 
 
 # --------------------------------------------------------------------------
-# optional DNS server (sender verification), see README
-
-class TestDNS:
-    """A tiny authoritative DNS server over UDP for the test domains."""
-
-    def __init__(self, zones: Optional[dict] = None, host: Optional[str] = None):
-        import dns.message
-        import dns.rcode
-        import dns.rrset  # noqa: F401 (python3-dnspython)
-        self.zones = zones or default_zones()
-        self.host = host or sink_ip()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((self.host, 0))
-        self.port = self.sock.getsockname()[1]
-        self.sock.settimeout(0.2)
-        self._stop = False
-        self.queries: list = []
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def _serve(self):
-        import dns.message
-        import dns.rcode
-        import dns.rdatatype
-        import dns.rrset
-        while not self._stop:
-            try:
-                data, peer = self.sock.recvfrom(4096)
-            except (socket.timeout, OSError):
-                continue
-            try:
-                q = dns.message.from_wire(data)
-                r = dns.message.make_response(q)
-                r.flags |= 0x0400  # AA
-                for question in q.question:
-                    name = question.name.to_text().rstrip(".").lower()
-                    rtype = dns.rdatatype.to_text(question.rdtype)
-                    self.queries.append((name, rtype))
-                    zone = self.zones.get(name)
-                    if zone is None:
-                        r.set_rcode(dns.rcode.NXDOMAIN)
-                        continue
-                    for value in zone.get(rtype, []):
-                        r.answer.append(dns.rrset.from_text(question.name, 60, "IN", rtype, value))
-                self.sock.sendto(r.to_wire(), peer)
-            except Exception:
-                continue
-
-    def close(self):
-        self._stop = True
-        self._thread.join(2)
-        self.sock.close()
-
-
-def default_zones() -> dict:
-    zones = {}
-    for d in {SENDER_DOMAIN, RCPT_DOMAIN}:
-        zones[d] = {"MX": [f"10 mx.{d}."], "A": ["127.0.0.1"]}
-        zones[f"mx.{d}"] = {"A": ["127.0.0.1"]}
-    return zones
-
-
-# --------------------------------------------------------------------------
 # the relay under test
 
 def _deep_merge(base: dict, extra: dict) -> dict:
@@ -774,8 +705,10 @@ class Relay:
 
     relayhost: "ip:port" (or a RecordingSink). config: dict deep-merged
     into the default config. sets: extra "--set key=value" arguments.
+    Sender verification (DNS) is off unless a test turns it on with
+    config={"sender_verify": {...}} and sets=DNSServer(...).relay_sets()
+    (dns_server.py): the test domains are not in any real DNS.
     Environment: RINGRELAY_BIN, RINGRELAY_EXTRA_CONFIG (JSON deep-merged),
-    RINGRELAY_DNS_SET (template with {addr}: start a TestDNS and pass it),
     RINGRELAY_LOG_LEVEL, RINGRELAY_KEEP_TMP=1 (keep temp dirs).
     """
 
@@ -800,7 +733,6 @@ class Relay:
         self.exit_codes: list = []
         self._saved_tail = ""
         self._closed = False
-        self.dns: Optional[TestDNS] = None
         cfg = {
             "shards": shards,
             "hostname": "relay.test",
@@ -808,6 +740,7 @@ class Relay:
             "trusted_networks": ["127.0.0.0/8"],
             "spool": {"dir": str(self.spool_dir)},
             "delivery": {"retry_schedule": [1, 1, 2], "max_age": 3600},
+            "sender_verify": {"enabled": False},
             "log": {"level": os.environ.get("RINGRELAY_LOG_LEVEL", "info")},
             "shutdown_grace": 3,
             # Relative to the relay's directory (its cwd): one socket per
@@ -823,10 +756,6 @@ class Relay:
             _deep_merge(cfg, config)
         self.config = cfg
         self.sets = list(sets)
-        tmpl = os.environ.get("RINGRELAY_DNS_SET")
-        if tmpl:
-            self.dns = TestDNS()
-            self.sets.append(tmpl.replace("{addr}", self.dns.address))
         with _registry_lock:
             _relays.append(self)
         if start:
@@ -939,8 +868,6 @@ class Relay:
         finally:
             self._saved_tail = self.log_tail(80)
             self._closed = True
-            if self.dns:
-                self.dns.close()
             if not os.environ.get("RINGRELAY_KEEP_TMP"):
                 shutil.rmtree(self.dir, ignore_errors=True)
         if check_exit and rc != 0:

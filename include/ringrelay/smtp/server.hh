@@ -34,14 +34,14 @@
 namespace ringrelay::smtp {
 
 // Sender verification at MAIL FROM (SPEC.md §4), wired by the app to the
-// shard's DNS checks. `verify` calls `done` exactly once, on the shard's
-// thread, either before it returns (a cached answer) or later, with "" to
-// accept or the refusal reply; also when the shard stops (a temporary
-// refusal then).
+// shard's DNS checks. `verify` takes the MAIL FROM address (never the null
+// sender) and calls `done` once, on the shard's thread, before it returns
+// (a cached answer) or later, with "" to accept or the refusal reply. It
+// may drop a pending `done` only once the server is being destroyed.
 class sender_verifier {
  public:
   using done_callback = std::function<void(std::string_view refusal)>;
-  virtual void verify(std::string_view domain, done_callback done) = 0;
+  virtual void verify(std::string_view sender, done_callback done) = 0;
 
  protected:
   ~sender_verifier() = default;

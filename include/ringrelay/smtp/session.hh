@@ -167,12 +167,10 @@ class session {
   void auth_blocked();
   const std::string& account() const { return _account; }
 
-  // Sender verification: the domain of the MAIL FROM address being checked
-  // after event::verify_sender (what follows its last '@'; empty when it
-  // has none). `sender_verified` with "" accepts the MAIL (250); with a
-  // refusal reply ("451 4.1.8 ...", "550 5.7.27 ...") sends it and ends the
-  // transaction.
-  std::string_view sender_domain() const;
+  // Sender verification: after event::verify_sender, sender() is the
+  // address to check. `sender_verified` with "" accepts the MAIL (250);
+  // with a refusal reply ("451 4.1.8 ...", "550 5.7.27 ...") sends it and
+  // ends the transaction.
   void sender_verified(std::string_view refusal);
 
   // The glue's charger, or none (nothing is charged). Set once, before input.

@@ -204,10 +204,10 @@ class driver {
   }
 
   void verify_sender() {
-    const std::string_view domain = _s.sender_domain();
-    if (domain == "nomx.test") {
+    const std::string_view sender = _s.sender();
+    if (sender.ends_with("@nomx.test")) {
       _s.sender_verified("451 4.1.8 Sender verify failed: domain has no MX or A record");
-    } else if (domain == "nullmx.test") {
+    } else if (sender.ends_with("@nullmx.test")) {
       _s.sender_verified("550 5.7.27 Sender domain accepts no mail (null MX)");
     } else {
       _s.sender_verified("");
