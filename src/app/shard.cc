@@ -196,6 +196,7 @@ void shard::run() {
     opt.session.limits.text_line = cfg.limits.text_line;
     opt.session.limits.recipients = cfg.limits.recipients;
     opt.session.limits.message_size = cfg.limits.message_size;
+    opt.session.limits.hops = cfg.limits.hops;
     opt.idle_timeout_ms = cfg.limits.idle_timeout * 1000;
     opt.max_sessions = cfg.limits.sessions_per_shard;
     opt.shard = _index;

@@ -338,7 +338,7 @@ std::vector<network> read_networks(const context& ctx, const json_value& v) {
 
 limits_config read_limits(const context& ctx, const json_value& v) {
   section s(ctx, v, "limits",
-            {"command_line", "text_line", "recipients", "message_size", "idle_timeout",
+            {"command_line", "text_line", "recipients", "message_size", "hops", "idle_timeout",
              "sessions_per_shard"});
   limits_config l;
   // RFC 5321 4.5.3.1.4 and 4.5.3.1.6: servers must take at least these.
@@ -346,6 +346,9 @@ limits_config read_limits(const context& ctx, const json_value& v) {
   s.integer("text_line", l.text_line, 1000, 1048576);
   s.integer("recipients", l.recipients, 1, 100000);
   s.integer("message_size", l.message_size, 1024, 1073741824);
+  // RFC 5321 6.3 suggests at least 100 for a final delivery MTA; a relay
+  // in front of others leaves them room.
+  s.integer("hops", l.hops, 10, 1000);
   s.duration("idle_timeout", l.idle_timeout, 1, 86400);
   s.integer("sessions_per_shard", l.sessions_per_shard, 1, 1000000);
   return l;

@@ -132,6 +132,7 @@ void session::reset_transaction() {
   _recipients.clear();
   _smtputf8 = false;
   _body = body_type::unspecified;
+  _hops.reset();
   _message_open = false;
   _bdat_used = false;
   _bdat_last = false;
@@ -398,6 +399,10 @@ body_step session::scan(std::span<const char> in) {
     step.consumed = r.consumed;
     step.body = r.body;
     step.replay = r.replay;
+    if (!_hops.done()) {
+      _hops.feed({held_back_text, r.replay});
+      _hops.feed({in.data(), r.body});
+    }
     // Past the size limit the rest is read but not stored: the message is
     // refused at its end and memory and disk stay bounded.
     step.store = !_scanner.too_big();
@@ -410,6 +415,7 @@ body_step session::scan(std::span<const char> in) {
   _chunk_left -= n;
   if (!_bdat_refused) {
     _scanner.feed(in.first(n));
+    if (!_hops.done()) _hops.feed({in.data(), n});
     step.body = n;
     step.store = !_scanner.too_big();
   }
@@ -430,6 +436,10 @@ event session::end_of_message() {
     why = "550 5.6.0 Error: message has a line longer than " +
           std::to_string(_cfg.limits.text_line) +
           " octets including CRLF (RFC 5321 4.5.3.1.6); wrap it or use a transfer encoding";
+  } else if (_hops.count() > _cfg.limits.hops) {
+    why = "554 5.4.6 Error: too many hops: the message has " + std::to_string(_hops.count()) +
+          " Received headers (the limit is " + std::to_string(_cfg.limits.hops) +
+          "); it is probably in a mail loop";
   }
   if (!why.empty()) {
     RR_INFO("message refused client=%s from=<%s> rcpts=%zu size=%llu reason=\"%s\"",

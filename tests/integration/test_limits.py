@@ -147,6 +147,26 @@ def test_long_text_line_refused():
         _sentinel(c, sink)
 
 
+def test_too_many_hops_refused_as_a_loop():
+    """More Received: fields than limits.hops (default 50) is a mail loop:
+    554 5.4.6 after the end of data, nothing delivered; exactly 50 passes
+    (and leaves with our own Received: on top)."""
+    def with_hops(n, tag):
+        hops = b"".join(b"Received: from hop%d.test by relay%d.test; Thu, 3 Dec 2026 08:00:00 "
+                        b"+0000\r\n" % (i, i) for i in range(n))
+        return hops + h.make_message(500, tag=tag)
+    with relay_with_sink() as (relay, sink):
+        c = relay.client()
+        r = c.send_message(h.SENDER, [h.rcpt()], with_hops(51, "loop"))
+        assert_reply(r, 554, "5.4.6", "51 Received headers")
+        assert "hops" in r.text and "loop" in r.text, f"the reply should say why: {r}"
+        content = with_hops(50, "fifty")
+        assert_queued(c.send_message(h.SENDER, [h.rcpt()], content), "50 Received headers")
+        m = sink.wait_for(1)[0]
+        h.assert_delivered(m, content, mail_from=h.SENDER)
+        assert len(sink.messages) == 1, "the looping message was delivered"
+
+
 def test_bdat_bare_lf_and_long_line_refused():
     with relay_with_sink() as (relay, sink):
         c = relay.client()

@@ -63,6 +63,7 @@ struct limits_config {
   std::uint32_t text_line = 1000;         // octets including CRLF
   std::uint32_t recipients = 1000;        // per message
   std::uint64_t message_size = 52428800;  // RFC 1870 size, octets
+  std::uint32_t hops = 50;                // Received: headers a message may carry
   std::uint32_t idle_timeout = 300;       // seconds
   std::uint32_t sessions_per_shard = 10000;
 };

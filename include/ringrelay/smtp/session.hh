@@ -34,6 +34,7 @@
 #include <ringrelay/auth/sasl.hh>
 #include <ringrelay/smtp/command.hh>
 #include <ringrelay/smtp/data_scanner.hh>
+#include <ringrelay/smtp/hop_counter.hh>
 #include <span>
 #include <string>
 #include <string_view>
@@ -46,6 +47,7 @@ struct session_limits {
   std::uint32_t text_line = 1000;         // octets including CRLF
   std::uint32_t recipients = 1000;        // per message
   std::uint64_t message_size = 52428800;  // RFC 1870 size
+  std::uint32_t hops = 50;                // Received: headers a message may carry
 };
 
 struct session_config {
@@ -244,6 +246,7 @@ class session {
   body_type _body = body_type::unspecified;
 
   data_scanner _scanner;
+  hop_counter _hops;
   bool _message_open = false;
   bool _bdat_used = false;
   bool _bdat_last = false;

@@ -732,6 +732,23 @@ std::vector<dialogue> dialogues() {
        .auth = true,
        .auth_require_tls = true},
 
+      // The hop limit (RFC 5321 6.3): more Received: fields than the limit
+      // is a loop, refused after the end of data; as many is fine.
+      {.name = "too_many_received_headers_is_a_loop",
+       .steps = {greeting,
+                 ehlo,
+                 mail,
+                 rcpt,
+                 data,
+                 {"Received: a\r\nReceived: b\r\nreceived: c\r\n\r\nx\r\n.\r\n",
+                  {"554 5.4.6 Error: too many hops: the message has 3 Received headers (the limit "
+                   "is 2); it is probably in a mail loop",
+                   ev_discard}},
+                 mail,
+                 rcpt,
+                 {"BDAT 28 LAST\r\nReceived: a\r\nReceived: b\r\n\r\n", {ev_commit, queued}}},
+       .limits = {.hops = 2}},
+
       // Sender verification (SPEC.md §4): MAIL waits for the domain's
       // check; a refusal ends the transaction, so a pipelined RCPT and DATA
       // get 503; the null sender is never checked.
