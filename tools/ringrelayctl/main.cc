@@ -1,5 +1,6 @@
-// ringrelayctl — manages ringrelay's accounts (users.json) and talks to a
-// running server through its control socket. `--help` is the manual;
+// ringrelayctl — manages ringrelay's accounts (users.json), talks to a
+// running server through its control socket, and checks a sender domain's
+// DNS (check-domain, check_domain.hh). `--help` is the manual;
 // docs/ringrelayctl.md has the same with examples.
 //
 // users.json is edited the safe way: under an exclusive lock on its
@@ -16,7 +17,8 @@
 //
 // Passwords come from the terminal with echo off, or as one line on
 // standard input — never from argv, where `ps` and shell history would
-// show them. Exit status: 0 done, 1 operational error, 2 usage error.
+// show them. Exit status: 0 done, 1 operational error (or a check-domain
+// finding that fails), 2 usage error.
 #include <fcntl.h>
 #include <signal.h>
 #include <simdjson.h>
@@ -44,6 +46,8 @@
 #include <ringrelay/auth/password.hh>
 #include <ringrelay/config/config.hh>
 #include <ringrelay/config/json_text.hh>
+#include <ringrelay/dns/spf.hh>
+#include <ringrelay/util/hostname.hh>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -51,12 +55,15 @@
 #include <utility>
 #include <vector>
 
+#include "check_domain.hh"
+
 namespace {
 
 using namespace ringrelay;
 
 constexpr const char* usage_text = R"(NAME
-    ringrelayctl - manage ringrelay accounts and a running ringrelay server
+    ringrelayctl - manage ringrelay accounts and a running ringrelay server,
+    check a sender domain's DNS
 
 SYNOPSIS
     ringrelayctl [OPTIONS] user add USER [--daily-quota N] [--blocks N]
@@ -70,6 +77,7 @@ SYNOPSIS
     ringrelayctl [OPTIONS] blocks add USER N
     ringrelayctl [OPTIONS] reload
     ringrelayctl [OPTIONS] ping
+    ringrelayctl [OPTIONS] check-domain DOMAIN [--spf-include NAME]
 
 DESCRIPTION
     The user commands edit the accounts file (users.json, docs/accounts.md)
@@ -112,12 +120,30 @@ COMMANDS
                         them to the balance. Prints the new balance.
     reload              Ask the running server to reload the accounts file.
     ping                Check that a server answers on the control socket.
+    check-domain DOMAIN Run on DOMAIN the sender verification that MAIL FROM
+                        runs, and check its SPF record: exactly one, that
+                        parses (RFC 7208), within 10 DNS-querying terms
+                        through its includes, and including NAME. Prints
+                        one line per finding in plain words, such as
+                            MX: 10 mx.example.com (A 192.0.2.10)
+                            sender verification: passes
+                            SPF: 3 of 10 DNS-querying terms
+                            SPF: includes _spf.relay.example: yes
+                        A failing line says what to fix; one marked
+                        temporary failed because DNS did not answer
+                        (SERVFAIL, timeout): try again later. Uses
+                        dns.servers, dns.timeout and
+                        sender_verify.allow_reserved from the config.
+        --spf-include NAME  the relay's SPF include name, such as
+                            _spf.relay.example; without it the include is
+                            not checked, and the output says so
 
 OPTIONS
     --config FILE   server configuration to take accounts.file and
                     control.socket from (default conf/ringrelay.json; a
                     missing file means the defaults). Not read when both
-                    --users and --socket are given.
+                    --users and --socket are given. check-domain takes
+                    dns.* and sender_verify.* from it.
     --users FILE    the accounts file (default: accounts.file, itself
                     conf/users.json by default)
     --socket PATH   the control socket (default: control.socket, itself
@@ -131,8 +157,9 @@ FILES
     mode and owner.
 
 EXIT STATUS
-    0 done; 1 operational error (file, server or account problem: the
-    message says what to fix); 2 usage error (bad command or option).
+    0 done (check-domain: every check passes); 1 operational error (file,
+    server or account problem: the message says what to fix), or a
+    check-domain finding that fails; 2 usage error (bad command or option).
 )";
 
 constexpr std::uint64_t default_daily_quota = 1000;
@@ -172,6 +199,7 @@ struct options {
   std::optional<std::string> socket;
   std::vector<std::string> words;  // the command and its operands
   add_options add;
+  std::optional<std::string> spf_include;  // check-domain only
   bool help = false;
 };
 
@@ -192,9 +220,9 @@ std::uint64_t parse_count(std::string_view option, std::string_view text, std::u
   return n;
 }
 
-constexpr std::string_view value_options[] = {"--config",      "--users",  "--socket",
-                                              "--daily-quota", "--blocks", "--sender-domain",
-                                              "--created-at"};
+constexpr std::string_view value_options[] = {"--config",      "--users",      "--socket",
+                                              "--daily-quota", "--blocks",     "--sender-domain",
+                                              "--created-at",  "--spf-include"};
 constexpr std::string_view add_only[] = {"--daily-quota", "--blocks", "--sender-domain",
                                          "--created-at", "--disabled"};
 
@@ -216,6 +244,8 @@ void value_option(options& opt, std::string_view name, const std::string& value)
     opt.add.blocks = parse_count(name, value);
   } else if (name == "--sender-domain") {
     opt.add.sender_domains.push_back(value);
+  } else if (name == "--spf-include") {
+    opt.spf_include = value;
   } else if (name == "--created-at") {
     opt.add.created_at = accounts::parse_rfc3339(value);
     if (!opt.add.created_at)
@@ -910,9 +940,47 @@ void expect_words(const options& opt, std::size_t count, const char* synopsis) {
         "\"user add\" only");
 }
 
+// check-domain DOMAIN: the findings' exit status, 0 or 1.
+int check_domain_command(const options& opt) {
+  expect_words(opt, 2, "check-domain DOMAIN [--spf-include NAME]");
+  ctl::check_domain_options o;
+  o.domain = opt.words[1];
+  std::transform(o.domain.begin(), o.domain.end(), o.domain.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  if (o.domain.ends_with('.')) o.domain.pop_back();
+  if (const auto at = o.domain.rfind('@'); at != std::string::npos)
+    throw usage_error("check-domain takes a domain, not an address: ringrelayctl check-domain " +
+                      o.domain.substr(at + 1));
+  if (!util::valid_hostname(o.domain))
+    throw usage_error("DOMAIN " + ringrelay::config::json_quote(opt.words[1]) +
+                      ": not a domain name (labels of letters, digits and hyphens, separated by "
+                      "dots)");
+  if (opt.spf_include) {
+    const auto parsed = dns::parse_spf("v=spf1 include:" + *opt.spf_include);
+    if (parsed.error)
+      throw usage_error("--spf-include " + ringrelay::config::json_quote(*opt.spf_include) + ": " +
+                        parsed.error->message);
+    o.spf_include = dns::spf_name(*opt.spf_include);
+  }
+  config::server_config cfg;
+  if (std::filesystem::exists(opt.config)) {
+    try {
+      cfg = config::load(opt.config, {});
+    } catch (const config::config_error& e) {
+      throw failure(std::string(e.what()) + "\n  fix the configuration, or give another --config");
+    }
+  }
+  o.resolver.servers = cfg.dns.servers;
+  o.resolver.timeout_ms = cfg.dns.timeout * 1000;
+  o.allow_reserved = cfg.sender_verify.allow_reserved;
+  o.sender_verify_enabled = cfg.sender_verify.enabled;
+  return ctl::check_domain(o);
+}
+
 void run(const options& opt) {
   const auto& w = opt.words;
   if (w.empty()) throw usage_error("no command given");
+  if (opt.spf_include) throw usage_error("--spf-include goes with \"check-domain\" only");
   if (w[0] == "reload" || w[0] == "ping") {
     expect_words(opt, 1, w[0] == "reload" ? "reload" : "ping");
     return server_command(resolve_paths(opt), w[0]);
@@ -965,6 +1033,7 @@ int main(int argc, char** argv) {
       std::fputs(usage_text, stdout);
       return 0;
     }
+    if (!opt.words.empty() && opt.words[0] == "check-domain") return check_domain_command(opt);
     run(opt);
     return 0;
   } catch (const usage_error& e) {
