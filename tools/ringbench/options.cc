@@ -72,9 +72,21 @@ OPTIONS
                           --password
     --user U, --password P
     --threads N           event loops, one per CPU by default
-    --timeout S           a connect or reply slower than this fails the
-                          connection (default 30)
-    --starttls, --tls     not supported yet (TLS arrives with the TLS module)
+    --timeout S           a connect, reply or TLS handshake slower than this
+                          fails the connection (default 30)
+    --starttls            EHLO, STARTTLS, TLS handshake, EHLO again; AUTH and
+                          the messages then go inside TLS
+    --tls                 implicit TLS: the handshake right after connecting
+                          (ports such as 465), then greeting, EHLO, ...
+    --tls-verify CAFILE   verify the server's certificate chain against the
+                          PEM CA certificate(s) in CAFILE (the name is not
+                          checked: ringbench connects to addresses). Without
+                          it the certificate is NOT verified, which suits a
+                          benchmark but checks nothing about the server
+    --rate N              start N messages per second in total, evenly spaced
+                          and handed to whichever connection is free (N may
+                          have decimals); latency is then measured from
+                          each message's scheduled start (see OUTPUT)
     --json                print the summary as JSON on standard output
     --quiet               no progress lines
     --help                this text
@@ -90,6 +102,18 @@ OUTPUT
     for successful messages. Percentiles come from a log-bucket histogram
     and are accurate to about 1.6%.
 
+    With --rate the clock of each message starts at its scheduled time
+    instead (the schedule is fixed: message k of a thread is due at
+    start + k/rate). MAIL leaves at that time when a connection is free;
+    when none is, the message waits and the wait counts in its latency, so
+    a server that falls behind shows it (no coordinated omission). Give
+    enough --connections for the rate: a queue that grows means the rate is
+    above what the server, or the connections, can take. The summary then
+    also gives the latency from MAIL (the server's part) and the start lag
+    (how late MAIL left: waiting for a free connection, or ringbench's own
+    wake-up on a busy machine). The schedule starts once the connections
+    are ready (TLS and AUTH done).
+
 EXIT STATUS
     0  every attempted message got a final 2xx reply
     1  some message failed, or none was sent, or the server could not be
@@ -100,6 +124,8 @@ EXAMPLES
     ringbench send --server 127.0.0.1:2525 --connections 50 --duration 20
     ringbench send --server 127.0.0.1:2525 --messages 1000 --size 1k:70,100k:25,10m:5
     ringbench send --server 127.0.0.1:587 --duration 60 --auth plain --user u --password p
+    ringbench send --server 127.0.0.1:587 --duration 60 --starttls --auth plain --user u --password p
+    ringbench send --server 127.0.0.1:465 --duration 60 --tls --rate 5000 --connections 50
 )";
 
 const char* const sink_help = R"(NAME
@@ -112,8 +138,8 @@ DESCRIPTION
     Accepts SMTP on HOST:PORT with one listener per thread (SO_REUSEPORT),
     discards every message and counts messages and octets. It offers
     PIPELINING, SIZE, 8BITMIME, SMTPUTF8 and ENHANCEDSTATUSCODES, and
-    CHUNKING and AUTH when asked. At the end of each message it answers with
-    the next code of the --reply mix.
+    CHUNKING, AUTH and STARTTLS when asked. At the end of each message it
+    answers with the next code of the --reply mix.
 
     Integrity: for a message with an "X-Ringbench-Sum" header (ringbench
     send puts it there) the sink computes the CRC-32C of the body after the
@@ -130,6 +156,11 @@ OPTIONS
     --delay-ms D         wait D milliseconds before each end-of-data reply
     --auth-accept        offer AUTH PLAIN LOGIN and accept any credentials
     --chunking           offer CHUNKING (BDAT)
+    --tls-cert FILE      PEM certificate chain; with --tls-key the sink
+                         offers STARTTLS (RFC 3207)
+    --tls-key FILE       the PEM private key of --tls-cert
+    --implicit-tls       TLS from the connect on (like port 465) instead of
+                         STARTTLS; needs --tls-cert and --tls-key
     --duration S         exit after S seconds (default: until SIGINT or
                          SIGTERM)
     --expect N           exit once N messages were received
@@ -155,6 +186,7 @@ EXAMPLES
     ringbench sink --listen 127.0.0.2:2526
     ringbench sink --listen 127.0.0.2:2526 --reply 250:98,451:1,550:1 --delay-ms 5
     ringbench sink --listen 127.0.0.2:2526 --expect 10000 --json
+    ringbench sink --listen 127.0.0.2:2526 --tls-cert cert.pem --tls-key key.pem
 )";
 
 namespace {
@@ -236,7 +268,8 @@ bool parse_duration(std::string_view text, double& out) {
 std::string parse_size_mix(std::string_view text, std::vector<weighted_value>& out) {
   return parse_mix(text, out, "size", [](std::string_view v, std::uint64_t& size) -> std::string {
     if (!parse_size(v, size))
-      return "'" + std::string(v) + "' is not a size: write octets (2048) or 1k, 100k, 10m";
+      return std::string("'").append(v).append(
+          "' is not a size: write octets (2048) or 1k, 100k, 10m");
     return {};
   });
 }
@@ -244,7 +277,8 @@ std::string parse_size_mix(std::string_view text, std::vector<weighted_value>& o
 std::string parse_reply_mix(std::string_view text, std::vector<weighted_value>& out) {
   return parse_mix(text, out, "reply", [](std::string_view v, std::uint64_t& code) -> std::string {
     if (!parse_u64(v, code) || code < 200 || code > 599)
-      return "'" + std::string(v) + "' is not a reply code: write a code from 200 to 599";
+      return std::string("'").append(v).append(
+          "' is not a reply code: write a code from 200 to 599");
     return {};
   });
 }
@@ -303,6 +337,13 @@ std::string parse_threads(const std::string& v, unsigned& out) {
   return {};
 }
 
+// Messages per second: a decimal number such as 200 or 12.5.
+bool parse_rate(const std::string& v, double& out) {
+  char* end = nullptr;
+  out = std::strtod(v.c_str(), &end);
+  return !v.empty() && *end == 0 && std::isfinite(out) && out > 0 && out <= max_rate;
+}
+
 std::string parse_bounded_duration(const std::string& opt, const std::string& v, double& out) {
   if (!parse_duration(v, out) || out > max_duration_s)
     return bad(opt, v, "write seconds (20, 20s, 1.5, 5m, 1h), more than 0 and at most 86400");
@@ -330,11 +371,14 @@ std::string parse_send(int argc, char** argv, send_options& o, bool& help) {
       o.quiet = true;
       continue;
     }
-    if (n == "--starttls" || n == "--tls")
-      return n +
-             ": TLS is not supported by ringbench yet (it comes with ringrelay's TLS module); "
-             "run against a plain SMTP port without " +
-             n;
+    if (n == "--starttls" || n == "--tls") {
+      tls_mode m = n == "--tls" ? tls_mode::implicit : tls_mode::starttls;
+      if (o.tls != tls_mode::none && o.tls != m)
+        return "--starttls and --tls exclude each other: --starttls upgrades a plain port "
+               "(25, 587), --tls speaks TLS from the connect on (465)";
+      o.tls = m;
+      continue;
+    }
     if (!n.starts_with("--")) return "unexpected argument '" + n + "' (options start with --)";
     if (!r.value(v, err)) return err;
     if (n == "--server") {
@@ -390,6 +434,12 @@ std::string parse_send(int argc, char** argv, send_options& o, bool& help) {
     } else if (n == "--timeout") {
       if (!parse_duration(v, o.timeout_s) || o.timeout_s > 3600)
         return bad(n, v, "write seconds, more than 0 and at most 3600");
+    } else if (n == "--tls-verify") {
+      if (v.empty()) return bad(n, v, "write the PEM file of the CA certificate(s) to trust");
+      o.tls_ca = v;
+    } else if (n == "--rate") {
+      if (!parse_rate(v, o.rate))
+        return bad(n, v, "write messages per second, more than 0 and at most 10000000");
     } else {
       return "unknown option " + n;
     }
@@ -401,6 +451,8 @@ std::string parse_send(int argc, char** argv, send_options& o, bool& help) {
     return "--auth needs --user and --password";
   if (o.auth == auth_mechanism::none && (have_user || have_password))
     return "--user and --password are used only with --auth plain|login";
+  if (!o.tls_ca.empty() && o.tls == tls_mode::none)
+    return "--tls-verify checks a TLS certificate: add --starttls or --tls";
   return {};
 }
 
@@ -422,6 +474,8 @@ std::string parse_sink(int argc, char** argv, sink_options& o, bool& help) {
       o.auth_accept = true;
     } else if (n == "--chunking") {
       o.chunking = true;
+    } else if (n == "--implicit-tls") {
+      o.implicit_tls = true;
     } else if (!n.starts_with("--")) {
       return "unexpected argument '" + n + "' (options start with --)";
     } else {
@@ -449,12 +503,22 @@ std::string parse_sink(int argc, char** argv, sink_options& o, bool& help) {
       } else if (n == "--expect") {
         if (!parse_u64(v, o.expect) || o.expect == 0)
           return bad(n, v, "write a number of messages, at least 1");
+      } else if (n == "--tls-cert") {
+        if (v.empty()) return bad(n, v, "write the PEM certificate chain's file");
+        o.tls_cert = v;
+      } else if (n == "--tls-key") {
+        if (v.empty()) return bad(n, v, "write the PEM private key's file");
+        o.tls_key = v;
       } else {
         return "unknown option " + n;
       }
     }
   }
   if (o.listen.empty()) return "--listen HOST:PORT is required (e.g. --listen 127.0.0.2:2526)";
+  if (o.tls_cert.empty() != o.tls_key.empty())
+    return "--tls-cert and --tls-key go together: give the certificate chain and its key";
+  if (o.implicit_tls && o.tls_cert.empty())
+    return "--implicit-tls needs --tls-cert FILE and --tls-key FILE";
   return {};
 }
 

@@ -24,6 +24,10 @@ struct weighted_value {
 
 enum class auth_mechanism { none, plain, login };
 
+// How `ringbench send` speaks TLS: not at all, STARTTLS after the first
+// EHLO (RFC 3207), or from the connect on (implicit TLS, RFC 8314).
+enum class tls_mode { none, starttls, implicit };
+
 struct send_options {
   std::string server;
   sockaddr_storage server_addr{};
@@ -43,6 +47,9 @@ struct send_options {
   std::string password;
   unsigned threads = 0;   // 0: one per CPU
   double timeout_s = 30;  // a reply, or a connect, not coming within this fails the connection
+  tls_mode tls = tls_mode::none;
+  std::string tls_ca;  // --tls-verify: PEM CA file the server's chain must lead to
+  double rate = 0;     // messages per second over all connections, 0: as fast as replies come
   bool json = false;
   bool quiet = false;
 };
@@ -56,6 +63,9 @@ struct sink_options {
   std::uint32_t delay_ms = 0;
   bool auth_accept = false;
   bool chunking = false;
+  std::string tls_cert;  // PEM chain and key: STARTTLS is offered (or implicit TLS)
+  std::string tls_key;
+  bool implicit_tls = false;
   bool json = false;
   bool quiet = false;
   double duration_s = 0;  // 0: until SIGINT/SIGTERM (or --expect)
@@ -66,6 +76,8 @@ struct sink_options {
 inline constexpr double max_unbounded_s = 3600;
 // The longest --duration accepted.
 inline constexpr double max_duration_s = 86400;
+// The highest --rate accepted (messages per second).
+inline constexpr double max_rate = 10000000;
 
 extern const char* const main_help;
 extern const char* const send_help;

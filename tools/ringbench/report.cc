@@ -27,7 +27,8 @@ std::string grouped(double v, int decimals) {
   std::string out = grouped(fixed / scale_int);
   if (decimals > 0) {
     std::string frac = std::to_string(fixed % scale_int);
-    out += "." + std::string(static_cast<std::size_t>(decimals) - frac.size(), '0') + frac;
+    out.push_back('.');
+    out.append(static_cast<std::size_t>(decimals) - frac.size(), '0').append(frac);
   }
   return out;
 }

@@ -1,10 +1,13 @@
 #include "send.hh"
 
+#include <wolfssl/options.h>
+// options.h first: it carries the build configuration wolfssl/ssl.h below needs.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include <wolfssl/ssl.h>
 
 #include <algorithm>
 #include <array>
@@ -14,10 +17,12 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <ringrelay/delivery/reply.hh>
 #include <ringrelay/reactor/loop.hh>
+#include <ringrelay/tls/tls.hh>
 #include <ringrelay/util/clock.hh>
 #include <stdexcept>
 #include <string>
@@ -40,12 +45,19 @@ enum op : std::uint8_t {
   op_cancel = 5,
 };
 
+// The pacer's one operation: its timer.
+constexpr std::uint8_t op_pace = 1;
+
 constexpr std::string_view quit_line = "QUIT\r\n";
+constexpr std::string_view starttls_line = "STARTTLS\r\n";
 constexpr std::string_view rset_line = "RSET\r\n";
 constexpr std::string_view end_of_data = ".\r\n";
 // Index 0 of the outcome table: the connection was lost or timed out with
 // the message in flight (no reply code to report).
 constexpr std::size_t lost = 0;
+// Plaintext parts shorter than a TLS record are gathered into one record;
+// longer ones (big bodies) are encrypted straight from the shared buffer.
+constexpr std::size_t tls_record_max = 16384;
 
 std::uint64_t now_ns() {
   timespec ts;
@@ -92,6 +104,7 @@ struct shared_state {
   explicit shared_state(const send_options& o) : opt(o) {}
 
   const send_options& opt;
+  unsigned threads = 1;
   std::vector<message_template> messages;
   std::vector<std::uint32_t> weights;
   std::string ehlo_line;
@@ -137,7 +150,9 @@ struct alignas(64) live_counters {
 
 // Owned by a thread during the run, read by the main thread after join.
 struct thread_totals {
-  histogram latency;
+  histogram latency;                          // from MAIL, or with --rate from the scheduled start
+  histogram mail_latency;                     // --rate: from MAIL
+  histogram start_lag;                        // --rate: MAIL's delay behind its schedule
   std::array<std::uint64_t, 600> outcomes{};  // final code per message; [0] lost
   std::uint64_t ok = 0;
   std::uint64_t errors = 0;
@@ -145,9 +160,59 @@ struct thread_totals {
   std::uint64_t rcpt_refused = 0;
   std::uint64_t connections = 0;
   std::uint64_t connection_failures = 0;
+  std::uint64_t tls_handshakes = 0;
+  std::string tls_info;  // "TLSv1.3 TLS_AES_128_GCM_SHA256" of the first handshake
 };
 
 class client;
+class worker;
+
+// --rate: start times on a fixed schedule (due(k) = first + k × interval),
+// each handed to the connection that has waited longest between messages.
+// When no connection is free at a due time the slot waits for one, and the
+// message still counts its latency from the due time. The schedule starts
+// once the thread's connections are ready (connect, EHLO, TLS, AUTH done:
+// their setup is not the server's message latency), or a second after the
+// first one was, should some never be.
+class pacer final : public reactor::owner {
+ public:
+  // `offset_ns` places this thread's slots between the other threads'.
+  pacer(worker& w, double offset_ns, double interval_ns);
+  ~pacer();
+  pacer(const pacer&) = delete;
+  pacer& operator=(const pacer&) = delete;
+
+  // `c` is free for its next message.
+  void wait(client* c) {
+    _idle.push_back(c);
+    release();
+  }
+  // `c` quits or failed while it waited.
+  void forget(client* c) { std::erase(_idle, c); }
+  // A connection became ready; `all` when every one of the thread's is.
+  void connection_ready(bool all);
+  void tick();
+  void on_completion(std::uint8_t op, const io_uring_cqe& cqe) override;
+
+ private:
+  void start();
+  std::uint64_t due_ns() const {
+    return static_cast<std::uint64_t>(_first_ns + _interval_ns * static_cast<double>(_k));
+  }
+  void release();
+  void arm();
+
+  worker& _w;
+  std::uint32_t _slot;
+  double _first_ns;
+  double _interval_ns;
+  std::uint64_t _k = 0;  // the next slot
+  std::deque<client*> _idle;
+  std::uint64_t _first_ready_ns = 0;
+  bool _started = false;
+  bool _armed = false;
+  __kernel_timespec _ts{};
+};
 
 class worker {
  public:
@@ -166,6 +231,11 @@ class worker {
   void client_gone(client* c, bool replace_now);
 
   reactor::loop& loop() { return *_loop; }
+  // A connection finished its greeting, EHLO, TLS and AUTH.
+  void client_ready() {
+    progress();
+    if (_pacer) _pacer->connection_ready(++_ready_count >= _target);
+  }
   // A connection became ready or a message was accepted.
   void progress() {
     _last_progress_ms = _loop->now_ms();
@@ -177,10 +247,13 @@ class worker {
   }
   std::size_t pick_size() { return _picker.next(); }
   std::uint64_t next_seq() { return ++_seq; }
+  // The --rate schedule, or null when messages go back to back.
+  pacer* pacing() { return _pacer.get(); }
 
   shared_state& shared;
   const unsigned index;
-  std::vector<std::string> headers;  // per size: the header with this thread's number
+  std::vector<std::string> headers;   // per size: the header with this thread's number
+  std::unique_ptr<tls::context> tls;  // --starttls, --tls: this thread's client context
   live_counters live;
   thread_totals totals;
 
@@ -196,7 +269,9 @@ class worker {
 
   reactor::loop* _loop = nullptr;
   std::vector<std::unique_ptr<client>> _clients;
+  std::unique_ptr<pacer> _pacer;
   unsigned _target;
+  unsigned _ready_count = 0;
   weighted_picker _picker;
   std::uint64_t _seq = 0;
   bool _stopping = false;
@@ -222,14 +297,29 @@ class client final : public reactor::owner {
   void stop_gracefully();
   // Drops the connection now (a message in flight counts as lost).
   void abort() { fail("run aborted", false); }
+  // --rate: the slot due at `scheduled_ns` is this connection's. False when
+  // it quits instead (the budget is spent or the run stops).
+  bool start_paced(std::uint64_t scheduled_ns);
 
  private:
-  enum class expect : std::uint8_t { greeting, ehlo, auth, rset, mail, rcpt, data, final, quit };
+  enum class expect : std::uint8_t {
+    greeting,
+    ehlo,
+    starttls,
+    auth,
+    rset,
+    mail,
+    rcpt,
+    data,
+    final,
+    quit
+  };
 
   struct transaction {
     bool active = false;
     std::size_t size_index = 0;
     std::uint64_t started_ns = 0;
+    std::uint64_t mail_ns = 0;
     bool mail_ok = false;
     std::uint32_t rcpt_ok = 0;
     std::uint16_t mail_code = 0;
@@ -240,18 +330,25 @@ class client final : public reactor::owner {
   void on_connect(int res);
   void arm_recv();
   void on_recv(int res);
+  void feed_replies(std::string_view in);
+  void start_tls();
+  void on_ciphertext(std::size_t n);
+  void tls_established();
   void on_reply(const delivery::reply& r);
   void on_ehlo(const delivery::reply& r);
   void on_auth(const delivery::reply& r);
   void ready();
   void next_message();
-  void start_message();
+  void start_message(std::uint64_t started_ns, std::uint64_t mail_ns);
   void send_next_command();
   void on_data_reply(const delivery::reply& r);
   void finish_message(bool ok, std::uint16_t code);
   void quit();
 
   void send(std::initializer_list<std::string_view> parts);
+  void send_encrypted(std::initializer_list<std::string_view> parts);
+  bool encrypt(std::string_view plain);
+  void flush_ciphertext();
   void submit_send();
   void on_send(int res);
   void wait_for(expect e);
@@ -282,6 +379,12 @@ class client final : public reactor::owner {
   std::vector<std::string_view> _queued;
   bool _send_inflight = false;
 
+  // TLS: the session, the plaintext gathered into one record, and the
+  // ciphertext being sent (new ciphertext collects in the session).
+  std::unique_ptr<tls::session> _tls;
+  std::string _plain_out;
+  std::string _tls_sending;
+
   bool _pipelining = false;
   bool _size_ext = false;
   bool _auth_offered = false;
@@ -294,6 +397,7 @@ class client final : public reactor::owner {
   bool _cancel_sent = false;
   bool _clean_end = false;
   bool _server_closing = false;  // a 421 came
+  bool _paced_wait = false;      // waiting in the pacer for a slot
   int _auth_step = 0;
   std::uint32_t _messages = 0;
   transaction _txn;
@@ -349,6 +453,9 @@ void client::on_connect(int res) {
                  (res == -ECANCELED ? "timed out" : strerror(-res)));
     return;
   }
+  // Implicit TLS (RFC 8314 3.3): the greeting comes inside TLS.
+  if (_opt.tls == tls_mode::implicit) start_tls();
+  if (_closing) return;
   wait_for(expect::greeting);
   arm_recv();
 }
@@ -373,7 +480,14 @@ void client::on_recv(int res) {
     return;
   }
   _waiting_since_ms = _w.loop().now_ms();
-  std::string_view in(_rbuf, static_cast<std::size_t>(res));
+  if (_tls)
+    on_ciphertext(static_cast<std::size_t>(res));
+  else
+    feed_replies({_rbuf, static_cast<std::size_t>(res)});
+  if (!_closing) arm_recv();
+}
+
+void client::feed_replies(std::string_view in) {
   while (!in.empty() && !_closing) {
     auto r = _parser.feed(in);
     in.remove_prefix(r.consumed);
@@ -383,8 +497,60 @@ void client::on_recv(int res) {
     }
     if (r.st == delivery::reply_parser::status::need_more) break;
     on_reply(_parser.current());
+    // RFC 3207 5: nothing may follow the 220 to STARTTLS in the clear.
+    if (_tls && !_tls->established() && !in.empty() && !_closing)
+      return fail("the server sent more after its 220 to STARTTLS, in the clear", true);
   }
-  if (!_closing) arm_recv();
+}
+
+// Creates the session and sends the ClientHello.
+void client::start_tls() {
+  _tls = std::make_unique<tls::session>(*_w.tls);
+  if (_tls->handshake() == tls::status::error)
+    return setup_failed("cannot start TLS: " + _tls->error_text());
+  flush_ciphertext();
+}
+
+void client::on_ciphertext(std::size_t n) {
+  _tls->push_ciphertext({_rbuf, n});
+  if (!_tls->established()) {
+    tls::status st = _tls->handshake();
+    if (st == tls::status::error || st == tls::status::closed) {
+      std::string hint;
+      if (_opt.tls == tls_mode::implicit)
+        hint = "; does this port speak TLS from the start? (--starttls upgrades a plain port)";
+      if (!_opt.tls_ca.empty()) hint += "; --tls-verify: the chain must lead to a CA in its file";
+      return setup_failed("cannot start TLS with " + _opt.server + ": " + _tls->error_text() +
+                          hint);
+    }
+    flush_ciphertext();
+    if (st != tls::status::ok) return;
+    tls_established();
+  }
+  char plain[4096];
+  for (;;) {
+    std::size_t got = 0;
+    tls::status st = _tls->read(plain, sizeof plain, got);
+    if (st == tls::status::ok && got > 0) {
+      feed_replies({plain, got});
+      if (_closing) return;
+      continue;
+    }
+    if (st == tls::status::closed) fail("the server ended TLS (close_notify)", true);
+    if (st == tls::status::error) fail("TLS: " + _tls->error_text(), true);
+    return;
+  }
+}
+
+void client::tls_established() {
+  ++_w.totals.tls_handshakes;
+  if (_w.totals.tls_info.empty()) _w.totals.tls_info = _tls->version() + " " + _tls->cipher();
+  // RFC 3207 4.2: the session starts over, with a fresh EHLO. (Implicit
+  // TLS: the greeting, still expected, comes first.)
+  if (_opt.tls == tls_mode::starttls) {
+    send({_w.shared.ehlo_line});
+    wait_for(expect::ehlo);
+  }
 }
 
 void client::wait_for(expect e) {
@@ -412,6 +578,10 @@ void client::on_reply(const delivery::reply& r) {
       break;
     case expect::ehlo:
       on_ehlo(r);
+      break;
+    case expect::starttls:
+      if (r.code != 220) return setup_failed("STARTTLS was refused: " + r.one_line());
+      start_tls();
       break;
     case expect::auth:
       on_auth(r);
@@ -462,7 +632,10 @@ void client::on_reply(const delivery::reply& r) {
 
 void client::on_ehlo(const delivery::reply& r) {
   if (r.code != 250) return setup_failed("EHLO was refused: " + r.one_line());
-  bool pipelining = false;
+  // Inside TLS the server's second EHLO reply is the one that counts.
+  bool pipelining = false, starttls = false;
+  _size_ext = false;
+  _auth_offered = false;
   for (std::size_t i = 1; i < r.line_count(); ++i) {
     std::string_view t = r.line_text(i);
     auto word = t.substr(0, t.find(' '));
@@ -475,8 +648,18 @@ void client::on_ehlo(const delivery::reply& r) {
     if (is("PIPELINING")) pipelining = true;
     if (is("SIZE")) _size_ext = true;
     if (is("AUTH")) _auth_offered = true;
+    if (is("STARTTLS")) starttls = true;
   }
   _pipelining = _opt.pipelining && pipelining;
+  if (_opt.tls == tls_mode::starttls && !_tls) {
+    if (!starttls)
+      return setup_failed(
+          "--starttls was given but the server does not offer STARTTLS after EHLO (is TLS "
+          "configured on this port? for a port that speaks TLS at once use --tls)");
+    send({starttls_line});
+    wait_for(expect::starttls);
+    return;
+  }
   if (_opt.auth == auth_mechanism::none) return ready();
   if (!_auth_offered)
     return setup_failed("--auth was given but the server does not offer AUTH after EHLO");
@@ -498,7 +681,7 @@ void client::on_auth(const delivery::reply& r) {
 void client::ready() {
   _ready = true;
   _w.shared.any_ready.store(true, std::memory_order_relaxed);
-  _w.progress();
+  _w.client_ready();
 }
 
 void client::next_message() {
@@ -506,18 +689,44 @@ void client::next_message() {
     fail("the server closes the connection (421)", false);
     return;
   }
-  if (_stop_after_message || (_opt.reuse != 0 && _messages >= _opt.reuse) || !_w.shared.claim()) {
+  if (_stop_after_message || (_opt.reuse != 0 && _messages >= _opt.reuse)) {
     quit();
     return;
   }
-  start_message();
+  if (pacer* p = _w.pacing()) {
+    if (_w.shared.budget_spent() || _w.shared.stop.load(std::memory_order_relaxed)) return quit();
+    _paced_wait = true;
+    p->wait(this);
+    return;
+  }
+  if (!_w.shared.claim()) {
+    quit();
+    return;
+  }
+  std::uint64_t now = now_ns();
+  start_message(now, now);
 }
 
-void client::start_message() {
+bool client::start_paced(std::uint64_t scheduled_ns) {
+  _paced_wait = false;
+  if (_stop_after_message || !_w.shared.claim()) {
+    quit();
+    return false;
+  }
+  start_message(scheduled_ns, std::max(scheduled_ns, now_ns()));
+  _w.totals.start_lag.record(_txn.mail_ns - scheduled_ns);
+  return true;
+}
+
+// `started_ns`: when MAIL leaves (`mail_ns`), or with --rate the message's
+// scheduled start (never later than MAIL), so time spent waiting for a free
+// connection counts in the latency.
+void client::start_message(std::uint64_t started_ns, std::uint64_t mail_ns) {
   _txn = transaction{};
   _txn.active = true;
   _txn.size_index = _w.pick_size();
-  _txn.started_ns = now_ns();
+  _txn.started_ns = started_ns;
+  _txn.mail_ns = mail_ns;
   bump(_w.live.in_flight);
   const auto& m = _w.shared.messages[_txn.size_index];
   std::string_view mail = _size_ext ? m.mail_with_size : m.mail_plain;
@@ -599,7 +808,9 @@ void client::finish_message(bool ok, std::uint16_t code) {
   auto& t = _w.totals;
   bump(_w.live.in_flight, ~std::uint64_t{0});
   if (ok) {
-    t.latency.record(now_ns() - _txn.started_ns);
+    std::uint64_t now = now_ns();
+    t.latency.record(now - _txn.started_ns);
+    if (_opt.rate > 0) t.mail_latency.record(now - _txn.mail_ns);
     ++t.ok;
     t.bytes += _w.shared.messages[_txn.size_index].size;
     bump(_w.live.ok);
@@ -615,6 +826,8 @@ void client::finish_message(bool ok, std::uint16_t code) {
 void client::quit() {
   if (_quitting) return;
   _quitting = true;
+  if (_paced_wait) _w.pacing()->forget(this);
+  _paced_wait = false;
   send({quit_line});
   wait_for(expect::quit);
 }
@@ -627,9 +840,40 @@ void client::stop_gracefully() {
 }
 
 void client::send(std::initializer_list<std::string_view> parts) {
+  if (_tls) return send_encrypted(parts);
   for (auto p : parts)
     if (!p.empty()) _queued.push_back(p);
   if (!_send_inflight && !_closing) submit_send();
+}
+
+void client::send_encrypted(std::initializer_list<std::string_view> parts) {
+  if (_closing) return;
+  _plain_out.clear();
+  for (auto p : parts) {
+    if (p.size() < tls_record_max) {
+      _plain_out.append(p);
+      continue;
+    }
+    if (!encrypt(_plain_out) || !encrypt(p)) return;
+    _plain_out.clear();
+  }
+  if (encrypt(_plain_out)) flush_ciphertext();
+}
+
+bool client::encrypt(std::string_view plain) {
+  if (plain.empty() || _tls->write({plain.data(), plain.size()}) == tls::status::ok) return true;
+  fail("TLS: " + _tls->error_text(), true);
+  return false;
+}
+
+// Sends the ciphertext the session produced, unless a send is in flight
+// (on_send comes back here).
+void client::flush_ciphertext() {
+  if (_send_inflight || _closing || _tls->ciphertext().empty()) return;
+  _tls_sending.swap(_tls->ciphertext());
+  _tls->ciphertext().clear();
+  _queued.push_back(_tls_sending);
+  submit_send();
 }
 
 // Moves queued parts into the iovec array and sends them in one sendmsg.
@@ -672,13 +916,18 @@ void client::on_send(int res) {
     v.iov_base = static_cast<char*>(v.iov_base) + left;
     v.iov_len -= left;
   }
-  if (_iov_count > 0 || !_queued.empty()) submit_send();
+  if (_iov_count > 0 || !_queued.empty())
+    submit_send();
+  else if (_tls)
+    flush_ciphertext();
 }
 
 void client::tick(std::int64_t now_ms) {
-  if (_closing || _expect_head == _expect.size()) return;
+  bool handshaking = _tls && !_tls->established();
+  if (_closing || (_expect_head == _expect.size() && !handshaking)) return;
   if (now_ms - _waiting_since_ms > static_cast<std::int64_t>(_opt.timeout_s * 1000))
-    fail("no reply within " + std::to_string(static_cast<long>(_opt.timeout_s)) + " s (--timeout)",
+    fail(std::string(handshaking ? "TLS handshake not finished" : "no reply") + " within " +
+             std::to_string(static_cast<long>(_opt.timeout_s)) + " s (--timeout)",
          true);
 }
 
@@ -703,6 +952,8 @@ void client::fail(const std::string& why, bool count) {
       std::fprintf(stderr, "ringbench send: connection lost: %s\n", why.c_str());
   }
   if (_txn.active) finish_message(false, _server_closing ? 421 : lost);
+  if (_paced_wait) _w.pacing()->forget(this);
+  _paced_wait = false;
   _closing = true;
   cancel_all();
   maybe_done();
@@ -725,19 +976,79 @@ void client::maybe_done() {
   _w.client_gone(this, _clean_end);
 }
 
+pacer::pacer(worker& w, double offset_ns, double interval_ns)
+    : _w(w), _slot(w.loop().add_owner(this)), _first_ns(offset_ns), _interval_ns(interval_ns) {}
+
+pacer::~pacer() {
+  _w.loop().remove_owner(_slot);
+}
+
+void pacer::on_completion(std::uint8_t, const io_uring_cqe&) {
+  _armed = false;
+  release();
+}
+
+void pacer::connection_ready(bool all) {
+  if (_started) return;
+  if (_first_ready_ns == 0) _first_ready_ns = now_ns();
+  if (all) start();
+}
+
+void pacer::tick() {
+  if (!_started && _first_ready_ns != 0 && now_ns() - _first_ready_ns > 1000000000u) start();
+}
+
+void pacer::start() {
+  _started = true;
+  _first_ns += static_cast<double>(now_ns());
+  release();
+}
+
+// Every slot that is due goes to the connection that waited longest.
+void pacer::release() {
+  if (!_started) return;
+  std::uint64_t now = now_ns();
+  while (!_idle.empty() && due_ns() <= now) {
+    client* c = _idle.front();
+    _idle.pop_front();
+    if (c->start_paced(due_ns())) ++_k;
+  }
+  if (!_idle.empty() && !_armed) arm();
+}
+
+void pacer::arm() {
+  std::uint64_t at = due_ns();
+  _ts.tv_sec = static_cast<long long>(at / 1000000000u);
+  _ts.tv_nsec = static_cast<long long>(at % 1000000000u);
+  io_uring_sqe* s = _w.loop().sqe();
+  // An absolute CLOCK_MONOTONIC deadline: the schedule does not drift with
+  // the time the loop takes to come back.
+  io_uring_prep_timeout(s, &_ts, 0, IORING_TIMEOUT_ABS);
+  io_uring_sqe_set_data64(s, _w.loop().token(_slot, op_pace));
+  _armed = true;
+}
+
 void worker::run() {
   try {
     reactor::loop loop(reactor::loop_options{4096, 100});
     _loop = &loop;
     _last_progress_ms = util::monotonic_ms();
+    if (double rate = shared.opt.rate; rate > 0) {
+      // This thread's share of the rate, its slots offset from the other
+      // threads' so that the starts interleave evenly.
+      double interval = 1e9 * shared.opt.connections / (rate * _target);
+      _pacer = std::make_unique<pacer>(*this, interval * index / shared.threads, interval);
+    }
     loop.on_tick([this](std::int64_t now) { tick(now); });
     for (unsigned i = 0; i < _target; ++i) open_client();
     loop.run();
     _clients.clear();
+    _pacer.reset();
     _loop = nullptr;
   } catch (const std::exception& e) {
     shared.set_fatal(std::string("thread ") + std::to_string(index) + ": " + e.what());
   }
+  if (tls) tls::thread_cleanup();
   live.finished.store(true);
 }
 
@@ -764,6 +1075,7 @@ void worker::begin_stop(std::int64_t now_ms) {
 }
 
 void worker::tick(std::int64_t now_ms) {
+  if (_pacer) _pacer->tick();
   if (shared.abort.load(std::memory_order_relaxed) && !_aborting) {
     _aborting = true;
     _stopping = true;
@@ -794,21 +1106,60 @@ void worker::tick(std::int64_t now_ms) {
 
 // The summary, merged over the threads.
 struct summary {
-  histogram latency;
+  histogram latency, mail_latency, start_lag;
   std::array<std::uint64_t, 600> outcomes{};
   std::uint64_t ok = 0, errors = 0, bytes = 0, rcpt_refused = 0, connections = 0,
-                connection_failures = 0;
+                connection_failures = 0, tls_handshakes = 0;
+  std::string tls_info;
 };
+
+const char* tls_name(tls_mode m) {
+  switch (m) {
+    case tls_mode::starttls:
+      return "starttls";
+    case tls_mode::implicit:
+      return "implicit";
+    case tls_mode::none:
+      break;
+  }
+  return "none";
+}
 
 std::string code_name(std::size_t code) {
   return code == lost ? "conn" : std::to_string(code);
 }
 
+void print_percentiles(const char* label, const histogram& h) {
+  std::printf("  %s p50 %s, p90 %s, p99 %s, p99.9 %s, max %s\n", label,
+              duration_text(h.percentile(0.5)).c_str(), duration_text(h.percentile(0.9)).c_str(),
+              duration_text(h.percentile(0.99)).c_str(), duration_text(h.percentile(0.999)).c_str(),
+              duration_text(h.max()).c_str());
+}
+
+std::string percentiles_json(const histogram& h) {
+  auto us = [](std::uint64_t ns) { return static_cast<double>(ns) / 1e3; };
+  return json_object()
+      .add("count", h.count())
+      .add("p50", us(h.percentile(0.5)))
+      .add("p90", us(h.percentile(0.9)))
+      .add("p99", us(h.percentile(0.99)))
+      .add("p99_9", us(h.percentile(0.999)))
+      .add("min", us(h.min()))
+      .add("max", us(h.max()))
+      .add("mean", h.mean() / 1e3)
+      .str();
+}
+
 void print_text(const send_options& o, const summary& s, double elapsed, unsigned threads) {
   double rate = elapsed > 0 ? static_cast<double>(s.ok) / elapsed : 0;
   double mb = elapsed > 0 ? static_cast<double>(s.bytes) / 1e6 / elapsed : 0;
-  std::printf("ringbench send: %s, %u connection(s) on %u thread(s), pipelining %s\n",
+  std::printf("ringbench send: %s, %u connection(s) on %u thread(s), pipelining %s",
               o.server.c_str(), o.connections, threads, o.pipelining ? "on" : "off");
+  if (o.tls != tls_mode::none)
+    std::printf(", %s%s", o.tls == tls_mode::starttls ? "STARTTLS" : "implicit TLS",
+                o.tls_ca.empty() ? " (certificate not verified)" : " (certificate verified)");
+  if (o.rate > 0) std::printf(", rate %s msg/s", grouped(o.rate, 1).c_str());
+  std::printf("\n");
   std::printf("  elapsed            %.2f s\n", elapsed);
   std::printf("  messages ok        %s\n", grouped(s.ok).c_str());
   std::printf("  errors             %s", grouped(s.errors).c_str());
@@ -832,13 +1183,15 @@ void print_text(const send_options& o, const summary& s, double elapsed, unsigne
   std::printf("  refused recipients %s\n", grouped(s.rcpt_refused).c_str());
   std::printf("  connections        %s opened, %s failed\n", grouped(s.connections).c_str(),
               grouped(s.connection_failures).c_str());
+  if (o.tls != tls_mode::none)
+    std::printf("  tls                %s handshakes%s%s\n", grouped(s.tls_handshakes).c_str(),
+                s.tls_info.empty() ? "" : ", ", s.tls_info.c_str());
   std::printf("  throughput         %s msg/s, %s MB/s\n", grouped(rate, 1).c_str(),
               grouped(mb, 1).c_str());
-  const auto& h = s.latency;
-  std::printf("  latency MAIL->250  p50 %s, p90 %s, p99 %s, p99.9 %s, max %s\n",
-              duration_text(h.percentile(0.5)).c_str(), duration_text(h.percentile(0.9)).c_str(),
-              duration_text(h.percentile(0.99)).c_str(), duration_text(h.percentile(0.999)).c_str(),
-              duration_text(h.max()).c_str());
+  if (o.rate == 0) return print_percentiles("latency MAIL->250 ", s.latency);
+  print_percentiles("latency sched->250", s.latency);
+  print_percentiles("latency MAIL->250 ", s.mail_latency);
+  print_percentiles("start lag         ", s.start_lag);
 }
 
 void print_json(const send_options& o, const summary& s, double elapsed, unsigned threads) {
@@ -857,17 +1210,6 @@ void print_json(const send_options& o, const summary& s, double elapsed, unsigne
                      .str();
   }
   size_list += "]";
-  const auto& h = s.latency;
-  auto us = [](std::uint64_t ns) { return static_cast<double>(ns) / 1e3; };
-  json_object lat;
-  lat.add("count", h.count())
-      .add("p50", us(h.percentile(0.5)))
-      .add("p90", us(h.percentile(0.9)))
-      .add("p99", us(h.percentile(0.99)))
-      .add("p99_9", us(h.percentile(0.999)))
-      .add("min", us(h.min()))
-      .add("max", us(h.max()))
-      .add("mean", h.mean() / 1e3);
   json_object j;
   j.add("mode", "send")
       .add("server", o.server)
@@ -887,11 +1229,34 @@ void print_json(const send_options& o, const summary& s, double elapsed, unsigne
       .add("rcpt_refused", s.rcpt_refused)
       .add("connections_opened", s.connections)
       .add("connection_failures", s.connection_failures)
+      .add("tls", tls_name(o.tls))
+      .add("tls_verified", !o.tls_ca.empty())
+      .add("tls_handshakes", s.tls_handshakes)
+      .add("tls_version", s.tls_info)
+      .add("rate", o.rate)
       .add("bytes", s.bytes)
       .add("msgs_per_s", elapsed > 0 ? static_cast<double>(s.ok) / elapsed : 0.0)
       .add("mb_per_s", elapsed > 0 ? static_cast<double>(s.bytes) / 1e6 / elapsed : 0.0)
-      .add_raw("latency_us", lat.str());
+      .add_raw("latency_us", percentiles_json(s.latency))
+      .add("latency_from", o.rate > 0 ? "schedule" : "mail");
+  if (o.rate > 0)
+    j.add_raw("mail_latency_us", percentiles_json(s.mail_latency))
+        .add_raw("start_lag_us", percentiles_json(s.start_lag));
   std::printf("%s\n", j.str().c_str());
+}
+
+// One per thread (tls.hh: contexts are per thread and role). Certificates
+// are not verified unless --tls-verify names the CA file: a benchmark
+// usually runs against a self-signed test certificate.
+std::unique_ptr<tls::context> client_context(const send_options& o) {
+  auto ctx = tls::context::client();
+  if (o.tls_ca.empty()) return ctx;
+  if (wolfSSL_CTX_load_verify_locations(ctx->native(), o.tls_ca.c_str(), nullptr) !=
+      WOLFSSL_SUCCESS)
+    throw std::runtime_error("--tls-verify " + o.tls_ca +
+                             ": cannot load CA certificates from it (PEM expected)");
+  wolfSSL_CTX_set_verify(ctx->native(), WOLFSSL_VERIFY_PEER, nullptr);
+  return ctx;
 }
 
 }  // namespace
@@ -935,11 +1300,20 @@ int run_send(const send_options& opt) {
     return 1;
   }
 
-  block_stop_signals();
   std::vector<std::unique_ptr<worker>> workers;
   for (unsigned i = 0; i < threads; ++i)
     workers.push_back(std::make_unique<worker>(
         shared, i, opt.connections / threads + (i < opt.connections % threads ? 1 : 0)));
+  if (opt.tls != tls_mode::none) {
+    try {
+      for (auto& w : workers) w->tls = client_context(opt);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "ringbench send: %s\n", e.what());
+      return 2;
+    }
+  }
+  block_stop_signals();
+  shared.threads = threads;
   double start = now_s();
   std::vector<std::thread> running;
   for (auto& w : workers) running.emplace_back([&w] { w->run(); });
@@ -992,6 +1366,8 @@ int run_send(const send_options& opt) {
   for (auto& w : workers) {
     const auto& t = w->totals;
     s.latency.merge(t.latency);
+    s.mail_latency.merge(t.mail_latency);
+    s.start_lag.merge(t.start_lag);
     for (std::size_t c = 0; c < s.outcomes.size(); ++c) s.outcomes[c] += t.outcomes[c];
     s.ok += t.ok;
     s.errors += t.errors;
@@ -999,6 +1375,8 @@ int run_send(const send_options& opt) {
     s.rcpt_refused += t.rcpt_refused;
     s.connections += t.connections;
     s.connection_failures += t.connection_failures;
+    s.tls_handshakes += t.tls_handshakes;
+    if (s.tls_info.empty()) s.tls_info = t.tls_info;
   }
   if (!shared.fatal.empty()) {
     std::fprintf(stderr, "ringbench send: %s\n", shared.fatal.c_str());

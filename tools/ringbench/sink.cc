@@ -18,7 +18,9 @@
 #include <ringrelay/reactor/loop.hh>
 #include <ringrelay/smtp/command.hh>
 #include <ringrelay/smtp/data_scanner.hh>
+#include <ringrelay/tls/tls.hh>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -46,6 +48,12 @@ constexpr std::size_t max_line = 12288;
 constexpr std::uint64_t mismatches_logged = 10;
 // Connections still open this long after the stop are closed.
 constexpr std::int64_t stop_grace_ms = 2000;
+// TLS: decrypted input is parsed from a buffer of one record's size.
+constexpr std::size_t plain_buffer_size = 16384;
+// TLS handshake failures logged, per thread.
+constexpr std::uint64_t tls_failures_logged = 3;
+
+constexpr std::string_view greeting = "220 ringbench sink ESMTP ready\r\n";
 
 void bump(std::atomic<std::uint64_t>& a, std::uint64_t n = 1) {
   a.store(a.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
@@ -55,7 +63,8 @@ struct shared_state {
   explicit shared_state(const sink_options& o) : opt(o) {}
 
   const sink_options& opt;
-  std::string ehlo_reply;
+  std::string ehlo_reply;      // before TLS: offers STARTTLS when there is a certificate
+  std::string ehlo_reply_tls;  // inside TLS
   std::vector<std::uint32_t> weights;
   std::vector<std::string> reply_lines;  // per --reply entry
   std::atomic<bool> stop{false};
@@ -77,6 +86,8 @@ struct thread_totals {
   std::uint64_t unverified = 0;
   std::uint64_t connections = 0;
   std::uint64_t authentications = 0;
+  std::uint64_t tls_handshakes = 0;
+  std::uint64_t tls_failures = 0;
   std::array<std::uint64_t, 600> replies{};  // end-of-data replies by code
 };
 
@@ -93,12 +104,14 @@ class worker {
   void starved(connection* c) { _starved.push_back(c); }
   // Counts a received message; returns the index of its reply in the mix.
   std::size_t message_received(std::uint64_t size, body_verifier& v);
+  void tls_failed(const std::string& why);
 
   reactor::loop& loop() { return *_loop; }
   reactor::buffer_pool& buffers() { return *_buffers; }
 
   shared_state& shared;
   const unsigned index;
+  std::unique_ptr<tls::context> tls;  // --tls-cert: this thread's server context
   live_counters live;
   thread_totals totals;
 
@@ -127,7 +140,11 @@ class connection final : public reactor::owner {
   ~connection() { _w.loop().remove_owner(_slot); }
 
   void start() {
-    _out = "220 ringbench sink ESMTP ready\r\n";
+    // Implicit TLS (RFC 8314 3.3): the greeting waits for the handshake.
+    if (_w.shared.opt.implicit_tls)
+      begin_tls();
+    else
+      _out = greeting;
     arm_recv();
     _w.schedule_flush(this);
   }
@@ -170,6 +187,12 @@ class connection final : public reactor::owner {
   void cancel_recv();
   void on_recv(const io_uring_cqe& cqe);
   void on_send(int res);
+  void begin_tls();
+  void tls_input();
+  bool decrypt();
+  bool seal_output();
+  std::span<const char> next_input();
+  void consumed(std::size_t n);
   void process();
   std::size_t feed_line(std::span<const char> data);
   void handle_line(std::string_view line);
@@ -206,6 +229,14 @@ class connection final : public reactor::owner {
   std::string _out;
   std::string _sending;
   std::size_t _sent = 0;
+
+  // TLS: the session, and the decrypted input being parsed.
+  std::unique_ptr<tls::session> _tls;
+  std::unique_ptr<char[]> _plain;
+  std::size_t _plain_off = 0;
+  std::size_t _plain_len = 0;
+  bool _starttls_pending = false;  // 220 to STARTTLS queued: TLS begins once it is sent
+  bool _tls_shutdown = false;      // close_notify queued
 
   // An end-of-data reply waiting for --delay-ms.
   bool _delay_pending = false;
@@ -276,7 +307,12 @@ void connection::on_recv(const io_uring_cqe& cqe) {
   if (cqe.res > 0 && (cqe.flags & IORING_CQE_F_BUFFER)) {
     auto id = static_cast<std::uint16_t>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
     _w.buffers().taken(id);
-    if (_closing) {
+    if (_tls && !_closing) {
+      _tls->push_ciphertext(_w.buffers().data(id, static_cast<std::uint32_t>(cqe.res)));
+      _w.buffers().unref(id);
+      tls_input();
+    } else if (_closing || _starttls_pending) {
+      // RFC 3207 4.2: what was pipelined behind STARTTLS is discarded.
       _w.buffers().unref(id);
     } else {
       _in.push_back({id, static_cast<std::uint32_t>(cqe.res), 0});
@@ -292,17 +328,74 @@ void connection::on_recv(const io_uring_cqe& cqe) {
   if (!more && !_closing && !_paused && !_recv_armed && cqe.res != -ECANCELED) arm_recv();
 }
 
+void connection::begin_tls() {
+  _starttls_pending = false;
+  _tls = std::make_unique<tls::session>(*_w.tls);
+  _plain = std::make_unique<char[]>(plain_buffer_size);
+  for (auto& b : _in) _w.buffers().unref(b.id);
+  _in.clear();
+}
+
+void connection::tls_input() {
+  if (!_tls->established()) {
+    tls::status st = _tls->handshake();
+    if (st == tls::status::want) return _w.schedule_flush(this);  // the server's flight
+    if (st != tls::status::ok) {
+      _w.tls_failed(_tls->error_text());
+      begin_close();
+      return;
+    }
+    ++_w.totals.tls_handshakes;
+    if (_w.shared.opt.implicit_tls) reply(greeting);
+  }
+  process();
+}
+
+// Decrypts the next piece of input into _plain; false when there is none
+// yet (or the session ended, which closes the connection).
+bool connection::decrypt() {
+  if (!_tls->established()) return false;
+  std::size_t n = 0;
+  tls::status st = _tls->read(_plain.get(), plain_buffer_size, n);
+  if (st == tls::status::ok && n > 0) {
+    _plain_off = 0;
+    _plain_len = n;
+    return true;
+  }
+  if (st == tls::status::closed || st == tls::status::error) begin_close();
+  return false;
+}
+
+// The bytes to parse next: the front receive buffer, or the decrypted
+// input. Empty when nothing is waiting.
+std::span<const char> connection::next_input() {
+  if (_tls) {
+    if (_plain_off == _plain_len && !decrypt()) return {};
+    return {_plain.get() + _plain_off, _plain_len - _plain_off};
+  }
+  while (!_in.empty()) {
+    auto& front = _in.front();
+    auto data = _w.buffers().data(front.id, front.len).subspan(front.off);
+    if (!data.empty()) return data;
+    _w.buffers().unref(front.id);
+    _in.pop_front();
+  }
+  return {};
+}
+
+void connection::consumed(std::size_t n) {
+  if (_tls)
+    _plain_off += n;
+  else
+    _in.front().off += static_cast<std::uint32_t>(n);
+}
+
 void connection::process() {
   if (_processing) return;
   _processing = true;
-  while (!_in.empty() && !_closing && !_delay_pending && !_close_after_flush) {
-    auto& front = _in.front();
-    auto data = _w.buffers().data(front.id, front.len).subspan(front.off);
-    if (data.empty()) {
-      _w.buffers().unref(front.id);
-      _in.pop_front();
-      continue;
-    }
+  while (!_closing && !_delay_pending && !_close_after_flush && !_starttls_pending) {
+    auto data = next_input();
+    if (data.empty()) break;
     std::size_t used = 0;
     switch (_mode) {
       case mode::data:
@@ -315,13 +408,20 @@ void connection::process() {
         used = feed_line(data);
         break;
     }
-    front.off += static_cast<std::uint32_t>(used);
+    consumed(used);
   }
   _processing = false;
-  if (!_paused && _in.size() >= max_queued_buffers) {
+  if (_starttls_pending) {
+    // RFC 3207 4.2: commands pipelined behind STARTTLS are discarded.
+    for (auto& b : _in) _w.buffers().unref(b.id);
+    _in.clear();
+  }
+  // Input waiting for a delayed reply: received buffers, or ciphertext.
+  std::size_t queued = _tls ? _tls->pending_input() / recv_buffer_size : _in.size();
+  if (!_paused && queued >= max_queued_buffers) {
     _paused = true;
     cancel_recv();
-  } else if (_paused && _in.size() <= max_queued_buffers / 2) {
+  } else if (_paused && queued <= max_queued_buffers / 2) {
     _paused = false;
     if (!_recv_armed && !_closing) arm_recv();
   }
@@ -400,7 +500,7 @@ void connection::handle_command(const smtp::command& c) {
     case smtp::verb::ehlo:
       _in_transaction = false;
       _bdat_started = false;
-      return reply(_w.shared.ehlo_reply);
+      return reply(_tls ? _w.shared.ehlo_reply_tls : _w.shared.ehlo_reply);
     case smtp::verb::helo:
       _in_transaction = false;
       _bdat_started = false;
@@ -449,7 +549,16 @@ void connection::handle_command(const smtp::command& c) {
       _close_after_flush = true;
       return;
     case smtp::verb::starttls:
-      return reply("454 4.7.0 TLS is not available in ringbench sink\r\n");
+      if (!_w.tls)
+        return reply(
+            "454 4.7.0 TLS is not available (start the sink with --tls-cert and --tls-key)\r\n");
+      if (_tls) return reply("503 5.5.1 TLS is already active\r\n");
+      // RFC 3207 4.2: the session starts over inside TLS.
+      _in_transaction = false;
+      _bdat_started = false;
+      _authenticated = false;
+      _starttls_pending = true;
+      return reply("220 2.0.0 Ready to start TLS\r\n");
     case smtp::verb::auth:
       return handle_auth(c.arg);
     case smtp::verb::unknown:
@@ -532,9 +641,30 @@ void connection::end_of_message(std::uint64_t size) {
   ++_inflight;
 }
 
+// With TLS: encrypts the replies in _out and leaves the ciphertext there
+// instead (handshake records included). False when encryption failed.
+bool connection::seal_output() {
+  if (_tls->established()) {
+    if (!_out.empty() && _tls->write({_out.data(), _out.size()}) != tls::status::ok) return false;
+    _out.clear();
+    if (_close_after_flush && !_delay_pending && !_tls_shutdown) {
+      _tls_shutdown = true;
+      _tls->shutdown();  // close_notify after the last reply
+    }
+  }
+  _out.swap(_tls->ciphertext());
+  _tls->ciphertext().clear();
+  return true;
+}
+
 void connection::flush() {
   listed_dirty = false;
   if (_closing || _send_inflight) return;
+  if (_tls && !seal_output()) {
+    begin_close();
+    maybe_destroy();
+    return;
+  }
   if (!_out.empty()) {
     _sending.swap(_out);
     _out.clear();
@@ -544,6 +674,8 @@ void connection::flush() {
     io_uring_sqe_set_data64(s, _w.loop().token(_slot, op_send));
     _send_inflight = true;
     ++_inflight;
+    // The 220 to STARTTLS is on its way in the clear: what follows is TLS.
+    if (_starttls_pending) begin_tls();
     return;
   }
   if (_close_after_flush && !_delay_pending) {
@@ -615,6 +747,11 @@ std::size_t worker::message_received(std::uint64_t size, body_verifier& v) {
   return which;
 }
 
+void worker::tls_failed(const std::string& why) {
+  if (++totals.tls_failures <= tls_failures_logged)
+    std::fprintf(stderr, "ringbench sink: TLS handshake failed: %s\n", why.c_str());
+}
+
 void worker::run() {
   try {
     reactor::loop loop(reactor::loop_options{4096, 100});
@@ -636,6 +773,7 @@ void worker::run() {
     shared.stop.store(true);
   }
   if (_listen_fd >= 0) ::close(_listen_fd);
+  if (tls) tls::thread_cleanup();
   live.finished.store(true);
 }
 
@@ -702,11 +840,13 @@ void worker::tick(std::int64_t now_ms) {
   }
 }
 
-std::string build_ehlo_reply(const sink_options& o) {
+// `in_tls`: the reply inside TLS, which does not offer STARTTLS again.
+std::string build_ehlo_reply(const sink_options& o, bool in_tls) {
   std::vector<std::string> lines = {"ringbench sink", "PIPELINING", "SIZE",
                                     "8BITMIME",       "SMTPUTF8",   "ENHANCEDSTATUSCODES"};
   if (o.chunking) lines.push_back("CHUNKING");
   if (o.auth_accept) lines.push_back("AUTH PLAIN LOGIN");
+  if (!o.tls_cert.empty() && !in_tls) lines.push_back("STARTTLS");
   std::string out;
   for (std::size_t i = 0; i < lines.size(); ++i)
     out += (i + 1 < lines.size() ? "250-" : "250 ") + lines[i] + "\r\n";
@@ -748,6 +888,11 @@ void print_summary(const sink_options& o, const thread_totals& t, double elapsed
         .add_raw("replies", replies.str())
         .add("connections", t.connections)
         .add("authentications", t.authentications)
+        .add("tls", o.tls_cert.empty() ? "none"
+                    : o.implicit_tls   ? "implicit"
+                                       : "starttls")
+        .add("tls_handshakes", t.tls_handshakes)
+        .add("tls_failures", t.tls_failures)
         .add("msgs_per_s", rate)
         .add("mb_per_s", mb);
     std::printf("%s\n", j.str().c_str());
@@ -772,6 +917,9 @@ void print_summary(const sink_options& o, const thread_totals& t, double elapsed
   std::printf("%s\n", first ? "none" : "");
   std::printf("  connections      %s\n", grouped(t.connections).c_str());
   std::printf("  authentications  %s\n", grouped(t.authentications).c_str());
+  if (!o.tls_cert.empty())
+    std::printf("  tls              %s handshakes, %s failed\n", grouped(t.tls_handshakes).c_str(),
+                grouped(t.tls_failures).c_str());
 }
 
 // SO_REUSEPORT would let this sink share the port with another process
@@ -796,11 +944,45 @@ std::string check_port_free(const sink_options& o) {
   return {};
 }
 
+// One handshake in memory between a client and `server`: a key that does
+// not belong to the certificate would otherwise only show as every
+// client's handshake failing. Returns what went wrong, or "".
+std::string tls_self_test(const tls::context& server) {
+  auto client_ctx = tls::context::client();
+  tls::session c(*client_ctx), s(server);
+  for (int flight = 0; flight < 8 && !(c.established() && s.established()); ++flight) {
+    if (c.handshake() == tls::status::error) return c.error_text();
+    s.push_ciphertext(c.ciphertext());
+    c.ciphertext().clear();
+    if (s.handshake() == tls::status::error) return s.error_text();
+    c.push_ciphertext(s.ciphertext());
+    s.ciphertext().clear();
+  }
+  return c.established() && s.established() ? "" : "the handshake did not finish";
+}
+
+// The TLS module names its configuration keys in errors; say which options.
+std::unique_ptr<tls::context> server_context(const sink_options& o) {
+  std::unique_ptr<tls::context> ctx;
+  try {
+    ctx = tls::context::server(o.tls_cert, o.tls_key);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string("--tls-cert/--tls-key: ") + e.what());
+  }
+  if (std::string why = tls_self_test(*ctx); !why.empty())
+    throw std::runtime_error("--tls-cert " + o.tls_cert + " with --tls-key " + o.tls_key +
+                             ": a test handshake failed (" + why +
+                             "); is the key the certificate's?");
+  tls::thread_cleanup();
+  return ctx;
+}
+
 }  // namespace
 
 int run_sink(const sink_options& opt) {
   shared_state shared(opt);
-  shared.ehlo_reply = build_ehlo_reply(opt);
+  shared.ehlo_reply = build_ehlo_reply(opt, opt.implicit_tls);
+  shared.ehlo_reply_tls = build_ehlo_reply(opt, true);
   for (const auto& r : opt.replies) {
     shared.weights.push_back(r.weight);
     shared.reply_lines.push_back(reply_line(r.value));
@@ -815,9 +997,11 @@ int run_sink(const sink_options& opt) {
   std::vector<std::unique_ptr<worker>> workers;
   try {
     reactor::loop::probe_kernel();
-    for (unsigned i = 0; i < threads; ++i)
+    for (unsigned i = 0; i < threads; ++i) {
       workers.push_back(std::make_unique<worker>(
           shared, i, net::open_listener(opt.listen_host, opt.listen_port)));
+      if (!opt.tls_cert.empty()) workers.back()->tls = server_context(opt);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ringbench sink: %s\n", e.what());
     return 2;
@@ -875,6 +1059,8 @@ int run_sink(const sink_options& opt) {
     total.unverified += t.unverified;
     total.connections += t.connections;
     total.authentications += t.authentications;
+    total.tls_handshakes += t.tls_handshakes;
+    total.tls_failures += t.tls_failures;
     for (std::size_t c = 0; c < total.replies.size(); ++c) total.replies[c] += t.replies[c];
   }
   print_summary(opt, total, elapsed, threads);
