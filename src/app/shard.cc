@@ -215,6 +215,9 @@ void shard::run() {
           deliver->enqueue(std::move(m));
         });
     server->set_accounts(_accounts);
+    // After the server's turn end, which may resume sessions that append
+    // body octets: every piece is written in the turn it arrived in.
+    loop.on_turn_end([&spool] { spool->flush(); });
     _state->server = server.get();
     for (std::size_t i = 0; i < _listen_fds.size(); ++i) {
       smtp::listener_kind kind = smtp::listener_kind::plain;

@@ -26,9 +26,21 @@ enum op : std::uint8_t {
   op_ignore = 8,
 };
 
-// Extents spliced per linked chain: enough to keep the socket busy, few
-// enough to bound the submission queue use of one connection.
+// Splice pairs (file -> pipe -> socket) per linked chain: enough to keep
+// the socket busy, few enough to bound the submission queue use of one
+// connection.
 constexpr std::size_t splice_window = 32;
+// The pipe a connection splices through: one pair of splices moves a whole
+// body record, or a full one (spool::max_body_payload, which touches one
+// page more than the pipe has slots unless page-aligned) in two. This is
+// the default /proc/sys/fs/pipe-max-size, so it works unprivileged; when
+// refused, the pipe keeps its default size and records go in more parts.
+constexpr int pipe_size = 1 << 20;
+// A pipe holds one page (or part of one) per slot.
+const std::uint32_t page_size = static_cast<std::uint32_t>(sysconf(_SC_PAGESIZE));
+// Octets read per step on the copying paths (TLS, dot-stuffing): bounds a
+// connection's memory (the plaintext, its ciphertext or stuffed copy).
+constexpr std::uint32_t copy_chunk = 64 << 10;
 // An idle upstream connection is closed after this long without work.
 constexpr std::int64_t idle_close_ms = 5000;
 
@@ -215,6 +227,9 @@ class upstream final : public reactor::owner {
       return fail_connect(res == -ECANCELED ? "connect timed out"
                                             : std::string("connect: ") + strerror(-res));
     if (pipe2(_pipe, O_CLOEXEC) < 0) return fail_connect("pipe: " + std::string(strerror(errno)));
+    fcntl(_pipe[1], F_SETPIPE_SZ, pipe_size);
+    int size = fcntl(_pipe[1], F_GETPIPE_SZ);
+    _pipe_slots = size > 0 ? static_cast<std::uint32_t>(size) / page_size : 1;
     // The end of data (".\r\n") is a small send right after the body: with
     // Nagle on it would wait for the peer's delayed ACK (~40 ms a message).
     int one = 1;
@@ -382,6 +397,7 @@ class upstream final : public reactor::owner {
   void begin_body() {
     _in_body = true;
     _extent = 0;
+    _extent_done = 0;
     _at_line_start = true;
     std::string out = std::move(_session.output());
     _session.output().clear();
@@ -396,37 +412,58 @@ class upstream final : public reactor::owner {
     const auto& body = _current->msg.body;
     if (_extent >= body.size()) return end_body();
     // Splicing moves file pages to the socket untouched: only for plaintext
-    // links carrying the body as stored.
-    if (_tls || _session.framing() == body_framing::data_stuffing_needed) return read_extent();
+    // links carrying the body as stored. With one splice pair per record it
+    // also beat reading the records into memory and sending them (fewer
+    // copies for the same CPU; bench/RESULTS.md).
+    if (_tls || _session.framing() == body_framing::data_stuffing_needed) return read_chunk();
     submit_splices();
   }
 
-  // A chain of linked splices, file → pipe → socket per extent: the links
-  // keep them in order through the one pipe.
+  // The next part of the body to send, at most `limit` octets, and moves
+  // past it.
+  spool::extent next_part(std::uint32_t limit) {
+    const auto& x = _current->msg.body[_extent];
+    spool::extent part{x.segment, x.offset + _extent_done,
+                       std::min(x.length - _extent_done, limit)};
+    _extent_done += part.length;
+    if (_extent_done == x.length) {
+      ++_extent;
+      _extent_done = 0;
+    }
+    return part;
+  }
+
+  // A chain of linked splices, file → pipe → socket per part: the links
+  // keep them in order through the one pipe. A part is as much of a record
+  // as the empty pipe takes in one splice: a pipe slot per page touched.
   void submit_splices() {
     _body_phase = body_phase::splicing;
     const auto& body = _current->msg.body;
-    std::size_t end = std::min(body.size(), _extent + splice_window);
     _splice_failed = false;
     _splices = 0;
-    for (std::size_t i = _extent; i < end; ++i) {
-      const auto& x = body[i];
+    std::vector<spool::extent>& parts = _splice_parts;
+    parts.clear();
+    while (_extent < body.size() && parts.size() < splice_window) {
+      auto at = body[_extent].offset + _extent_done;
+      parts.push_back(
+          next_part(_pipe_slots * page_size - static_cast<std::uint32_t>(at % page_size)));
+    }
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      const auto& x = parts[i];
       int seg = _svc._spool.segment_fd(x.segment);
-      bool last = i + 1 == end;
       io_uring_sqe* s = _svc._loop.sqe();
       io_uring_prep_splice(s, seg, static_cast<std::int64_t>(x.offset), _pipe[1], -1, x.length, 0);
       s->flags |= IOSQE_IO_LINK;
       io_uring_sqe_set_data64(s, _svc._loop.token(_slot, op_splice));
       s = _svc._loop.sqe();
       io_uring_prep_splice(s, _pipe[0], -1, _fd, -1, x.length, 0);
-      if (!last) s->flags |= IOSQE_IO_LINK;
+      if (i + 1 < parts.size()) s->flags |= IOSQE_IO_LINK;
       io_uring_sqe_set_data64(s, _svc._loop.token(_slot, op_splice));
       _splice_expect.push_back(x.length);
       _splice_expect.push_back(x.length);
       _splices += 2;
       _inflight += 2;
     }
-    _extent = end;
   }
 
   void on_splice(int res) {
@@ -445,11 +482,12 @@ class upstream final : public reactor::owner {
     body_step();
   }
 
-  // The copying path: a raw (BDAT) body to an upstream without CHUNKING
+  // The copying path, in parts of at most copy_chunk octets: TLS links
+  // encrypt the body, and a raw (BDAT) body to an upstream without CHUNKING
   // must be dot-stuffed on the way.
-  void read_extent() {
+  void read_chunk() {
     _body_phase = body_phase::reading;
-    const auto& x = _current->msg.body[_extent];
+    spool::extent x = next_part(copy_chunk);
     _raw.resize(x.length);
     io_uring_sqe* s = _svc._loop.sqe();
     io_uring_prep_read(s, _svc._spool.segment_fd(x.segment), _raw.data(), x.length, x.offset);
@@ -459,12 +497,10 @@ class upstream final : public reactor::owner {
 
   void on_read(int res) {
     if (_closing) return;
-    const auto& x = _current->msg.body[_extent];
-    if (res != static_cast<int>(x.length)) {
+    if (res != static_cast<int>(_raw.size())) {
       run_events(_session.abort("reading the spooled body failed"));
       return;
     }
-    ++_extent;
     _sending.clear();
     bool ok;
     if (_session.framing() == body_framing::data_stuffing_needed) {
@@ -507,6 +543,7 @@ class upstream final : public reactor::owner {
   upstream_session _session;
   int _fd = -1;
   int _pipe[2] = {-1, -1};
+  std::uint32_t _pipe_slots = 1;
   int _inflight = 0;
   bool _connected = false;
   bool _closing = false;
@@ -525,7 +562,9 @@ class upstream final : public reactor::owner {
   bool _in_body = false;
   bool _body_pending = false;
   body_phase _body_phase = body_phase::none;
-  std::size_t _extent = 0;
+  std::size_t _extent = 0;         // the body record being sent
+  std::uint32_t _extent_done = 0;  // its octets already on their way
+  std::vector<spool::extent> _splice_parts;
   std::deque<std::uint32_t> _splice_expect;
   int _splices = 0;
   bool _splice_failed = false;

@@ -27,7 +27,9 @@ writer::writer(reactor::loop& loop, std::string dir, unsigned shard, std::uint64
       _dir(std::move(dir)),
       _shard(shard),
       _segment_size(segment_size),
-      _slot(loop.add_owner(this)) {}
+      _slot(loop.add_owner(this)),
+      _batch_limit(static_cast<std::uint32_t>(
+          std::clamp<std::uint64_t>(segment_size / 16, 4096, max_body_payload))) {}
 
 writer::~writer() {
   for (auto& op : _ops) _loop.remove_owner(op.slot);
@@ -112,7 +114,10 @@ writer::message_handle writer::begin(util::queue_id id) {
     h = static_cast<message_handle>(_messages.size());
     _messages.emplace_back();
   }
+  // The batch's storage is kept: a large body fills it once per record.
+  std::vector<piece> batch = std::move(_messages[h].batch);
   _messages[h] = open_message{};
+  _messages[h].batch = std::move(batch);
   _messages[h].id = id;
   _messages[h].in_use = true;
   return h;
@@ -133,35 +138,89 @@ std::uint32_t writer::new_op() {
   write_op& o = _ops[i];
   o.in_use = true;
   o.hdr = record_header{};
-  o.prefix = {};
-  o.data = {};
+  o.pieces.clear();
   o.owned.clear();
-  o.source = nullptr;
-  o.buffer_id = -1;
   o.msg = none;
   return i;
 }
 
 void writer::append_body(message_handle h, std::span<const char> prefix, std::span<const char> data,
                          reactor::buffer_source& source, std::uint16_t buffer_id) {
+  add_piece(h, prefix, nullptr, 0);
+  add_piece(h, data, &source, buffer_id);
+}
+
+// Adds octets to the message's pending body record, writing it out first
+// whenever it is full: a piece longer than the room left is split across
+// records (each part holding its own buffer reference).
+void writer::add_piece(message_handle h, std::span<const char> bytes,
+                       reactor::buffer_source* source, std::uint16_t buffer_id) {
+  while (!bytes.empty()) {
+    open_message& m = _messages[h];
+    if (m.error) return;  // the message fails at its commit; nothing more is written
+    if (m.batch_bytes == _batch_limit || m.batch.size() == max_record_pieces) {
+      write_batch(h);
+      continue;
+    }
+    auto part = bytes.first(std::min<std::size_t>(bytes.size(), _batch_limit - m.batch_bytes));
+    bytes = bytes.subspan(part.size());
+    m.batch_bytes += static_cast<std::uint32_t>(part.size());
+    if (!m.listed) {
+      m.listed = true;
+      _batched.push_back(h);
+    }
+    // A session appends a buffer in consecutive slices: they share one iovec
+    // and the reference already held.
+    if (!m.batch.empty()) {
+      piece& last = m.batch.back();
+      if (last.source == source && last.buffer_id == buffer_id &&
+          last.bytes.data() + last.bytes.size() == part.data()) {
+        last.bytes = {last.bytes.data(), last.bytes.size() + part.size()};
+        continue;
+      }
+    }
+    if (source) source->ref(buffer_id);
+    m.batch.push_back({part, source, buffer_id});
+  }
+}
+
+void writer::write_batch(message_handle h) {
   open_message& m = _messages[h];
-  if (m.error) return;
+  if (m.batch.empty()) return;
   std::uint32_t i = new_op();
   write_op& o = _ops[i];
   o.hdr.type = record_type::body;
   // A commit takes the body from the last body_first record on (recovery.hh).
   o.hdr.flags = m.first ? body_first : 0;
   m.first = false;
-  o.hdr.payload_len = static_cast<std::uint32_t>(prefix.size() + data.size());
+  o.hdr.payload_len = m.batch_bytes;
   o.hdr.id = m.id;
-  o.prefix = prefix;
-  o.data = data;
-  o.source = &source;
-  o.buffer_id = buffer_id;
   o.msg = h;
-  source.ref(buffer_id);
+  // The record takes the pieces and their references; the emptied vectors
+  // swap places, so neither side allocates again.
+  o.pieces.swap(m.batch);
+  m.batch_bytes = 0;
   ++m.ops_pending;
   submit_record(i);
+}
+
+// A handle may be listed twice (aborted and begun again in one turn): the
+// second write_batch finds nothing to write. Writing appends to no list.
+void writer::flush() {
+  for (auto h : _batched) {
+    _messages[h].listed = false;
+    write_batch(h);
+  }
+  _batched.clear();
+}
+
+// Releases pending octets unwritten.
+void writer::drop_batch(message_handle h) {
+  open_message& m = _messages[h];
+  for (const auto& p : m.batch)
+    if (p.source) p.source->unref(p.buffer_id);
+  m.batch.clear();
+  m.batch_bytes = 0;
 }
 
 void writer::append_state(record_type t, util::queue_id id, std::string payload) {
@@ -213,19 +272,18 @@ bool writer::issue(std::uint32_t i) {
   o.hdr.sequence = _sequence++;
 
   record_crc crc(o.hdr);
-  crc.update(o.prefix);
-  crc.update(o.data);
+  for (const auto& p : o.pieces) crc.update(p.bytes);
   crc.update(o.owned);
   o.hdr.crc = crc.value();
   encode_header(o.hdr, o.header);
 
-  int n = 0;
-  o.iov[n++] = {o.header.data(), o.header.size()};
-  if (!o.prefix.empty()) o.iov[n++] = {const_cast<char*>(o.prefix.data()), o.prefix.size()};
-  if (!o.data.empty()) o.iov[n++] = {const_cast<char*>(o.data.data()), o.data.size()};
-  if (!o.owned.empty()) o.iov[n++] = {o.owned.data(), o.owned.size()};
+  o.iov.clear();
+  o.iov.push_back({o.header.data(), o.header.size()});
+  for (const auto& p : o.pieces)
+    o.iov.push_back({const_cast<char*>(p.bytes.data()), p.bytes.size()});
+  if (!o.owned.empty()) o.iov.push_back({o.owned.data(), o.owned.size()});
   if (std::size_t pad = padding_for(o.hdr.payload_len))
-    o.iov[n++] = {const_cast<char*>(zero_padding), pad};
+    o.iov.push_back({const_cast<char*>(zero_padding), pad});
 
   if (o.msg != none) {
     open_message& m = _messages[o.msg];
@@ -240,7 +298,7 @@ bool writer::issue(std::uint32_t i) {
   }
 
   io_uring_sqe* s = _loop.sqe();
-  io_uring_prep_writev(s, seg->fd, o.iov, static_cast<unsigned>(n), offset);
+  io_uring_prep_writev(s, seg->fd, o.iov.data(), static_cast<unsigned>(o.iov.size()), offset);
   io_uring_sqe_set_data64(s, _loop.token(o.slot, op_write));
 
   // Prepare the next segment well before this one fills, so a rollover
@@ -291,7 +349,9 @@ void writer::finish_op(std::uint32_t i) {
   } else {
     _completed_later.insert(o.number);
   }
-  if (o.buffer_id >= 0) o.source->unref(static_cast<std::uint16_t>(o.buffer_id));
+  for (const auto& p : o.pieces)
+    if (p.source) p.source->unref(p.buffer_id);
+  o.pieces.clear();
   message_handle h = o.msg;
   o.in_use = false;
   o.owned.clear();
@@ -304,6 +364,7 @@ void writer::finish_op(std::uint32_t i) {
 
 void writer::fail_message(message_handle h, int err) {
   if (!_messages[h].error) _messages[h].error = err;
+  drop_batch(h);
 }
 
 void writer::free_message_if_done(message_handle h) {
@@ -316,11 +377,15 @@ void writer::free_message_if_done(message_handle h) {
 }
 
 void writer::abort(message_handle h) {
+  drop_batch(h);
   _messages[h].aborted = true;
   free_message_if_done(h);
 }
 
 void writer::commit(message_handle h, envelope env, commit_callback done) {
+  // The body's last record goes before the commit record: a sync issued
+  // once the commit's write has completed covers both.
+  write_batch(h);
   open_message& m = _messages[h];
   if (m.error) {
     int err = m.error;

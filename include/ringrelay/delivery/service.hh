@@ -6,8 +6,10 @@
 // over a pool of reused connections (at most `connections_per_host`, each
 // carrying at most `messages_per_connection`). Per connection:
 // `upstream_session` speaks the protocol; the body goes from the spool file
-// to the socket with splice (file → pipe → socket, no user-space copy) and
-// the Received header is sent in front of it.
+// to the socket with splice (file → pipe → socket, no user-space copy;
+// through a 1 MiB pipe, one or two pairs of splices per body record) and the
+// Received header is sent in front of it. TLS links read the body in 64 KiB parts
+// and encrypt them.
 //
 // Results per recipient: 2xx → a done record; 4xx or a lost connection →
 // retried after `retry_schedule[attempt]` (the last step repeats) until

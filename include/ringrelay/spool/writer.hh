@@ -1,9 +1,15 @@
 // spool/writer — a shard's append-only spool log, written through its ring.
 //
-// Sessions stream body octets in as they arrive: each piece becomes a body
-// record written straight from the receive buffer (writev of a 32-byte
-// header, the buffer slice and padding; no user-space copy), so a message
-// of any size costs a few receive buffers of memory. At the end of data the
+// Sessions stream body octets in as they arrive, and they are written
+// straight from the receive buffers (no user-space copy): the pieces one
+// message receives in a loop turn are gathered into one body record, one
+// writev of a 32-byte header, the buffer slices and padding, issued by
+// `flush` at the end of the turn, or earlier once the record holds
+// `max_body_payload` octets (a sixteenth of `segment_size` if that is
+// less, so records pack segments well) or `max_record_pieces` slices. So a
+// message of any size costs a few receive buffers of memory, each held for
+// the turn it arrived in plus its write, and a large body costs one write
+// per turn (or per MiB), not one per receive buffer. At the end of data the
 // commit record is appended, and the commit callback runs only after an
 // fdatasync that covers every record of the message has completed. One
 // fdatasync serves every commit that arrived while the previous one ran
@@ -42,6 +48,9 @@
 #include <vector>
 
 namespace ringrelay::spool {
+
+// Buffer slices gathered in one body record at most: bounds its writev.
+inline constexpr std::size_t max_record_pieces = 256;
 
 // A committed message, as delivery sees it.
 struct stored_message {
@@ -83,15 +92,22 @@ class writer final : public reactor::owner {
   bool writable() const { return _writable; }
 
   message_handle begin(util::queue_id id);
-  // Appends one body record: `prefix` (a few held-back octets, static) then
+  // Appends body octets: `prefix` (a few held-back octets, static) then
   // `data`, which lies in buffer `buffer_id` of `source` (referenced until
-  // the write completes).
+  // the write that carries it completes). They join the message's pending
+  // body record, which is written when full or by the next `flush`.
   void append_body(message_handle h, std::span<const char> prefix, std::span<const char> data,
                    reactor::buffer_source& source, std::uint16_t buffer_id);
-  // Drops a message that will not be committed; its records become garbage.
+  // Writes every pending body record. Call it at the end of each loop turn,
+  // after everything that may append body octets in that turn (app/shard.cc
+  // registers it after the SMTP server's turn end).
+  void flush();
+  // Drops a message that will not be committed: its pending octets are
+  // released unwritten, its written records become garbage.
   void abort(message_handle h);
-  // Appends the commit record and calls `done` once it is durable (err 0,
-  // msg valid during the call) or failed (negative errno, msg null).
+  // Writes the message's pending body record and the commit record, and
+  // calls `done` once both are durable (err 0, msg valid during the call)
+  // or failed (negative errno, msg null).
   void commit(message_handle h, envelope env, commit_callback done);
 
   // State records of delivery. They ride on the next sync; losing one in a
@@ -128,6 +144,13 @@ class writer final : public reactor::owner {
     // usage snapshot covers it (charges_saved).
     std::uint64_t last_charge = 0;
   };
+  // Octets of a body record: a slice of a buffer of `source` (which holds
+  // one reference for it), or held-back octets in static storage (null).
+  struct piece {
+    std::span<const char> bytes;
+    reactor::buffer_source* source = nullptr;
+    std::uint16_t buffer_id = 0;
+  };
   struct write_op final : reactor::owner {
     void on_completion(std::uint8_t op, const io_uring_cqe& cqe) override;
     writer* w = nullptr;
@@ -136,12 +159,9 @@ class writer final : public reactor::owner {
     std::uint64_t segment = 0;
     record_header hdr;
     header_bytes header{};
-    std::span<const char> prefix;  // body: held-back octets (static storage)
-    std::span<const char> data;    // body: slice of a receive buffer
-    std::string owned;             // payload of commit and state records
-    iovec iov[4];
-    reactor::buffer_source* source = nullptr;
-    std::int32_t buffer_id = -1;
+    std::vector<piece> pieces;  // payload of a body record
+    std::string owned;          // payload of commit and state records
+    std::vector<iovec> iov;
     std::uint64_t number = 0;
     message_handle msg = none;
     bool in_use = false;
@@ -155,6 +175,10 @@ class writer final : public reactor::owner {
     bool charged = false;  // its commit carries a charge
     int error = 0;
     std::uint32_t ops_pending = 0;  // writes not yet completed
+    // The pending body record: pieces appended since its last write.
+    std::vector<piece> batch;
+    std::uint32_t batch_bytes = 0;
+    bool listed = false;  // in _batched
     bool first = true;
     bool aborted = false;
     bool in_use = false;
@@ -168,6 +192,10 @@ class writer final : public reactor::owner {
   static constexpr message_handle none = 0xffffffffu;
 
   std::uint32_t new_op();
+  void add_piece(message_handle h, std::span<const char> bytes, reactor::buffer_source* source,
+                 std::uint16_t buffer_id);
+  void write_batch(message_handle h);
+  void drop_batch(message_handle h);
   void submit_record(std::uint32_t op_index);
   bool issue(std::uint32_t op_index);  // false: no segment space yet
   void write_completed(std::uint32_t op_index, int res);
@@ -212,6 +240,8 @@ class writer final : public reactor::owner {
 
   std::vector<open_message> _messages;
   std::vector<message_handle> _free_messages;
+  std::vector<message_handle> _batched;  // messages with a pending body record
+  std::uint32_t _batch_limit;            // payload octets of a body record
   std::deque<waiter> _waiting;
 
   bool _sync_inflight = false;

@@ -1,7 +1,8 @@
 // spool/writer on a real ring: what a commit callback promises (the body
-// reads back from its extents), group commit, abort, restart with state
-// records, segment rollover and deletion, and that every receive buffer
-// handed to the writer comes back.
+// reads back from its extents), the body pieces of a turn gathered into
+// records, group commit, abort, restart with state records, segment
+// rollover and deletion, and that every receive buffer handed to the
+// writer comes back.
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
@@ -9,6 +10,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -134,6 +136,30 @@ std::string read_body(const std::string& dir, const stored_message& m) {
   return out;
 }
 
+// The header of the body record whose payload is `x`, as stored.
+record_header header_of(const std::string& dir, const extent& x) {
+  std::ifstream f(segment_path(dir, shard, x.segment), std::ios::binary);
+  f.seekg(static_cast<std::streamoff>(x.offset - header_size));
+  header_bytes raw{};
+  f.read(raw.data(), raw.size());
+  record_header h;
+  EXPECT_EQ(decode_header(raw, h), header_status::ok);
+  return h;
+}
+
+// Checks the records of a stored body: each a body record of the message,
+// within `limit` octets, and only the first flagged body_first.
+void expect_records(const std::string& dir, const stored_message& m, std::uint32_t limit) {
+  for (std::size_t i = 0; i < m.body.size(); ++i) {
+    record_header h = header_of(dir, m.body[i]);
+    EXPECT_EQ(h.type, record_type::body) << i;
+    EXPECT_EQ(h.id, m.id) << i;
+    EXPECT_EQ(h.payload_len, m.body[i].length) << i;
+    EXPECT_LE(h.payload_len, limit) << i;
+    EXPECT_EQ(h.flags, i == 0 ? body_first : 0) << i;
+  }
+}
+
 std::vector<std::uint32_t> all_recipients(const envelope& e) {
   std::vector<std::uint32_t> v(e.recipients.size());
   for (std::uint32_t i = 0; i < v.size(); ++i) v[i] = i;
@@ -141,9 +167,9 @@ std::vector<std::uint32_t> all_recipients(const envelope& e) {
 }
 
 // A shard's spool writer on its own ring and buffer pool, wired as
-// app/shard.cc wires them (ticks drive the writer, buffers are published
-// at the end of each turn), with a driver that runs the loop until a
-// condition holds at the end of a turn, or a tick budget runs out.
+// app/shard.cc wires them (ticks drive the writer; pending body records
+// are written and buffers published at the end of each turn), with a driver that runs the loop
+// until a condition holds at the end of a turn, or a tick budget runs out.
 class rig {
  public:
   rig(const std::string& dir, std::uint64_t segment_size, std::uint32_t buffer_count = 64,
@@ -159,6 +185,7 @@ class rig {
       }
     });
     loop.on_turn_end([this] {
+      spool.flush();
       buffers.publish();
       count_queued_syncs();
       if (_until && _until()) loop.stop();
@@ -175,6 +202,11 @@ class rig {
     if (!_until()) loop.run();
     _until = nullptr;
     return !_out_of_ticks;
+  }
+  // Runs `n` loop turns (each ends when a completion or a tick arrives).
+  [[nodiscard]] bool run_turns(int n) {
+    int turns = 0;
+    return run_until([&turns, n] { return turns++ >= n; });
   }
   [[nodiscard]] bool run_until_called(const std::deque<outcome>& outs) {
     return run_until([&outs] {
@@ -265,7 +297,7 @@ void expect_stored(const std::string& dir, const test_message& want, const store
         << "message " << want.id << ": an extent's segment is not live";
 }
 
-TEST(writer, a_committed_multi_piece_body_reads_back_from_its_extents) {
+TEST(writer, the_pieces_of_a_turn_become_one_record_that_reads_back) {
   temp_spool dir;
   rig r(dir.path(), roomy_segment);
   EXPECT_TRUE(r.spool.open().empty());
@@ -286,9 +318,9 @@ TEST(writer, a_committed_multi_piece_body_reads_back_from_its_extents) {
   ASSERT_TRUE(outs[0].msg);
   const stored_message& s = *outs[0].msg;
   expect_stored(dir.path(), m, s);
-  ASSERT_EQ(s.body.size(), m.pieces.size()) << "one body record per append";
-  for (std::size_t i = 0; i < s.body.size(); ++i)
-    EXPECT_EQ(s.body[i].length, m.pieces[i].prefix.size() + m.pieces[i].data.size());
+  ASSERT_EQ(s.body.size(), 1u) << "the pieces of one turn were not gathered";
+  EXPECT_EQ(s.body[0].length, m.body().size());
+  expect_records(dir.path(), s, max_body_payload);
   EXPECT_EQ(s.pending, (std::vector<std::uint32_t>{0, 1}));
   EXPECT_EQ(s.attempts, 0u);
   EXPECT_EQ(s.next_attempt, 0);
@@ -324,7 +356,14 @@ TEST(writer, an_aborted_message_is_never_committed_nor_recovered) {
     rig r(dir.path(), roomy_segment);
     r.spool.open();
     auto h = r.spool.begin(aborted.id);
-    r.append(h, aborted);
+    // Its first pieces are written at the end of a turn, the rest are
+    // still pending when it is aborted.
+    test_message head = aborted, tail = aborted;
+    head.pieces.resize(1);
+    tail.pieces.erase(tail.pieces.begin());
+    r.append(h, head);
+    ASSERT_TRUE(r.run_turns(1));
+    r.append(h, tail);
     r.spool.abort(h);
     auto empty = r.spool.begin(3);  // aborted before any body
     r.spool.abort(empty);
@@ -573,9 +612,143 @@ TEST(writer, every_buffer_handed_to_append_body_comes_back) {
 
   ASSERT_TRUE(r.run_until_called(outs));
   ASSERT_EQ(outs[0].err, 0);
-  EXPECT_EQ(outs[0].msg->body.size(), 30u);
+  EXPECT_EQ(outs[0].msg->body.size(), 1u);
   expect_stored(dir.path(), sliced, *outs[0].msg);
   EXPECT_EQ(r.buffers.available(), all);
+}
+
+// Records are capped at max_body_payload octets: a longer run of pieces
+// splits, in the middle of a piece when it must, each record carrying its
+// own reference to a buffer it shares with the next.
+TEST(writer, a_body_longer_than_a_record_splits_into_full_records) {
+  temp_spool dir;
+  constexpr std::uint32_t buffer_size = 64 << 10;
+  rig r(dir.path(), roomy_segment, 128, buffer_size);
+  r.spool.open();
+  test_message m = make_message(31, 1, {});
+  for (std::uint32_t i = 0; i < 40; ++i)  // 40 x 65,002 octets: 2.48 MiB
+    m.pieces.push_back({i ? crlf : no_prefix, random_octets(65'000 + (i ? 0 : 2), 31 + i)});
+  m.env.wire_size = m.body().size();
+  std::deque<outcome> outs(1);
+  r.send(m, outs[0]);
+  ASSERT_TRUE(r.run_until_called(outs));
+  ASSERT_EQ(outs[0].err, 0);
+  const stored_message& s = *outs[0].msg;
+  expect_stored(dir.path(), m, s);
+  ASSERT_EQ(s.body.size(), 3u);
+  EXPECT_EQ(s.body[0].length, max_body_payload);
+  EXPECT_EQ(s.body[1].length, max_body_payload);
+  EXPECT_EQ(s.body[2].length, m.body().size() - 2 * max_body_payload);
+  expect_records(dir.path(), s, max_body_payload);
+  EXPECT_EQ(r.buffers.available(), r.buffers.count());
+}
+
+// The writev of a record has a bounded number of slices.
+TEST(writer, a_record_holds_at_most_max_record_pieces_slices) {
+  temp_spool dir;
+  rig r(dir.path(), roomy_segment, 512, 4096);
+  r.spool.open();
+  test_message m = make_message(32, 1, {});
+  for (std::uint32_t i = 0; i < 300; ++i) m.pieces.push_back({no_prefix, random_octets(1000, i)});
+  m.env.wire_size = m.body().size();
+  std::deque<outcome> outs(1);
+  r.send(m, outs[0]);
+  ASSERT_TRUE(r.run_until_called(outs));
+  ASSERT_EQ(outs[0].err, 0);
+  const stored_message& s = *outs[0].msg;
+  expect_stored(dir.path(), m, s);
+  ASSERT_EQ(s.body.size(), 2u);
+  EXPECT_EQ(s.body[0].length, max_record_pieces * 1000);
+  EXPECT_EQ(s.body[1].length, (300 - max_record_pieces) * 1000);
+  expect_records(dir.path(), s, max_body_payload);
+  EXPECT_EQ(r.buffers.available(), r.buffers.count());
+}
+
+// With small segments a record takes at most a sixteenth of one, so
+// records pack segments without large holes.
+TEST(writer, records_are_smaller_in_small_segments) {
+  temp_spool dir;
+  rig r(dir.path(), min_segment, 64, 4096);
+  r.spool.open();
+  test_message m = sized_message(33, 50 * 4096 + 17, 4096);
+  std::deque<outcome> outs(1);
+  r.send(m, outs[0]);
+  ASSERT_TRUE(r.run_until_called(outs));
+  ASSERT_EQ(outs[0].err, 0);
+  expect_stored(dir.path(), m, *outs[0].msg);
+  EXPECT_EQ(outs[0].msg->body.size(), 4u);
+  expect_records(dir.path(), *outs[0].msg, min_segment / 16);
+}
+
+// Pieces wait for the end of their turn, no longer: each turn's pieces
+// become one record per message, even with bodies interleaved, and the
+// buffers come back once those writes complete, before any commit.
+TEST(writer, each_turn_writes_one_record_per_message_and_returns_its_buffers) {
+  temp_spool dir;
+  rig r(dir.path(), roomy_segment);
+  r.spool.open();
+  test_message a = sized_message(41, 9 * 4096, 4096);
+  test_message b = sized_message(42, 9 * 4096 - 5, 4096);
+  auto ha = r.spool.begin(a.id), hb = r.spool.begin(b.id);
+  for (std::size_t turn = 0; turn < 3; ++turn) {
+    for (std::size_t i = 3 * turn; i < 3 * turn + 3; ++i) {
+      test_message one = a;
+      one.pieces = {a.pieces[i]};
+      r.append(ha, one);
+      one.pieces = {b.pieces[i]};
+      r.append(hb, one);
+    }
+    r.buffers.publish();
+    EXPECT_EQ(r.buffers.available(), r.buffers.count() - 6) << "turn " << turn;
+    ASSERT_TRUE(r.run_until([&r] { return r.buffers.available() == r.buffers.count(); }))
+        << "the pieces of turn " << turn << " were never written";
+  }
+  std::deque<outcome> outs(2);
+  auto record = [](outcome& o) {
+    return [&o](int err, stored_message* m) {
+      o.called = true;
+      o.err = err;
+      if (m) o.msg = *m;
+    };
+  };
+  r.spool.commit(ha, a.env, record(outs[0]));
+  r.spool.commit(hb, b.env, record(outs[1]));
+  ASSERT_TRUE(r.run_until_called(outs));
+  for (std::size_t i = 0; i < 2; ++i) {
+    ASSERT_EQ(outs[i].err, 0);
+    expect_stored(dir.path(), i ? b : a, *outs[i].msg);
+    EXPECT_EQ(outs[i].msg->body.size(), 3u) << "one record per turn";
+    expect_records(dir.path(), *outs[i].msg, max_body_payload);
+  }
+}
+
+// A commit writes the pieces still pending in front of its commit record;
+// an abort drops them unwritten and gives their buffers back at once.
+TEST(writer, commit_writes_and_abort_drops_the_pending_pieces) {
+  temp_spool dir;
+  test_message kept = sized_message(51, 5 * 4096 + 100, 4096);
+  test_message dropped = sized_message(52, 6 * 4096, 4096);
+  {
+    rig r(dir.path(), roomy_segment);
+    r.spool.open();
+    auto hd = r.spool.begin(dropped.id);
+    r.append(hd, dropped);
+    std::deque<outcome> outs(1);
+    r.send(kept, outs[0]);  // the commit comes before the end of the turn
+    r.spool.abort(hd);
+    r.buffers.publish();
+    EXPECT_EQ(r.buffers.available(), r.buffers.count() - 6) << "only the committed pieces are held";
+    ASSERT_TRUE(r.run_until_called(outs));
+    ASSERT_EQ(outs[0].err, 0);
+    expect_stored(dir.path(), kept, *outs[0].msg);
+    EXPECT_EQ(outs[0].msg->body.size(), 1u);
+    EXPECT_EQ(r.buffers.available(), r.buffers.count());
+    r.spool.close_all();
+  }
+  recovery_result rr = recover(dir.path(), shard);
+  EXPECT_EQ(rr.discarded, 0u) << "the aborted message's pieces were written";
+  ASSERT_EQ(rr.messages.size(), 1u);
+  EXPECT_EQ(rr.messages[0].id, kept.id);
 }
 
 // Charged commits (accounts/usage_ledger.hh): each acknowledged commit
