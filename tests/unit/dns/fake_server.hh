@@ -10,6 +10,7 @@
 // cache hit or a joined lookup from a new query, and TCP from UDP.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -20,6 +21,10 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <ringrelay/dns/resolver.hh>
+#include <ringrelay/reactor/loop.hh>
+#include <ringrelay/util/clock.hh>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -285,6 +290,52 @@ class fake_server {
   std::map<key, int> _counts;
   int _tcp_queries = 0;
   std::thread _thread;
+};
+
+// A test with a fake server, a loop and a way to run one asynchronous
+// check to its single callback: `run` starts it, requires that the answer
+// comes after the current batch (never inside the call), and fails the
+// test if the loop runs 10 s without it.
+class resolver_fixture : public ::testing::Test {
+ protected:
+  resolver_fixture() : loop(reactor::loop_options{256, 10}) {
+    loop.on_tick([this](std::int64_t now) {
+      if (now - _started > 10000) {
+        _out_of_time = true;
+        loop.stop();
+      }
+    });
+  }
+
+  // `start(done)` begins the check; `done(result)` is what it calls back.
+  template <typename Result, typename Start>
+  Result run(Start start, const std::string& what) {
+    std::optional<Result> got;
+    start([&](const Result& r) {
+      got = r;
+      loop.stop();
+    });
+    EXPECT_FALSE(got) << "the answer must come after the batch";
+    _started = util::monotonic_ms();
+    loop.run();
+    EXPECT_FALSE(_out_of_time);
+    EXPECT_TRUE(got) << what;
+    return got.value_or(Result{});
+  }
+
+  resolver_options options() {
+    resolver_options o;
+    o.servers = {server.address()};
+    o.timeout_ms = 400;
+    return o;
+  }
+
+  fake_server server;
+  reactor::loop loop;
+
+ private:
+  std::int64_t _started = 0;
+  bool _out_of_time = false;
 };
 
 }  // namespace ringrelay::dns::test

@@ -265,15 +265,9 @@ TEST(sender_verdict, replies_and_log_fields) {
 }
 
 // Each verdict end to end, with the zone the responder serves.
-class sender_check_test : public ::testing::Test {
+class sender_check_test : public test::resolver_fixture {
  protected:
-  sender_check_test() : loop(reactor::loop_options{256, 10}) {
-    loop.on_tick([this](std::int64_t now) {
-      if (now - _started > 10000) {
-        _out_of_time = true;
-        loop.stop();
-      }
-    });
+  sender_check_test() {
     server.set("ok.example.com", rr_type::mx,
                test::records({{rr_type::mx, "ok.example.com", 300, "10 mx.ok.example.com"}}));
     server.set("mx.ok.example.com", rr_type::a,
@@ -307,32 +301,8 @@ class sender_check_test : public ::testing::Test {
   }
 
   sender_verdict check(sender_check& c, const std::string& sender) {
-    std::optional<sender_verdict> got;
-    c.check(sender, [&](const sender_verdict& v) {
-      got = v;
-      loop.stop();
-    });
-    EXPECT_FALSE(got) << "the verdict must come after the batch";
-    _started = util::monotonic_ms();
-    loop.run();
-    EXPECT_FALSE(_out_of_time);
-    EXPECT_TRUE(got) << sender;
-    return got.value_or(sender_verdict{});
+    return run<sender_verdict>([&](auto done) { c.check(sender, std::move(done)); }, sender);
   }
-
-  resolver_options options() {
-    resolver_options o;
-    o.servers = {server.address()};
-    o.timeout_ms = 400;
-    return o;
-  }
-
-  test::fake_server server;
-  reactor::loop loop;
-
- private:
-  std::int64_t _started = 0;
-  bool _out_of_time = false;
 };
 
 TEST_F(sender_check_test, each_verdict_from_canned_answers) {

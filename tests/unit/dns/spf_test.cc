@@ -248,17 +248,8 @@ TEST(spf_start, finds_exactly_one_record_or_says_why_not) {
 }
 
 // The check end to end, against the zone the responder serves.
-class spf_check_test : public ::testing::Test {
+class spf_check_test : public test::resolver_fixture {
  protected:
-  spf_check_test() : loop(reactor::loop_options{256, 10}) {
-    loop.on_tick([this](std::int64_t now) {
-      if (now - _started > 10000) {
-        _out_of_time = true;
-        loop.stop();
-      }
-    });
-  }
-
   void spf(const std::string& name, std::vector<std::string> texts) {
     std::vector<test::rr> answers;
     for (auto& t : texts) answers.push_back({rr_type::txt, name, 300, std::move(t)});
@@ -268,32 +259,8 @@ class spf_check_test : public ::testing::Test {
   spf_report check(const std::string& domain, const std::string& include_name = "") {
     resolver r(loop, options());
     spf_check checker(r, {include_name, 10});
-    std::optional<spf_report> got;
-    checker.check(domain, [&](const spf_report& rep) {
-      got = rep;
-      loop.stop();
-    });
-    EXPECT_FALSE(got) << "the report must come after the batch";
-    _started = util::monotonic_ms();
-    loop.run();
-    EXPECT_FALSE(_out_of_time);
-    EXPECT_TRUE(got) << domain;
-    return got.value_or(spf_report{});
+    return run<spf_report>([&](auto done) { checker.check(domain, std::move(done)); }, domain);
   }
-
-  resolver_options options() {
-    resolver_options o;
-    o.servers = {server.address()};
-    o.timeout_ms = 400;
-    return o;
-  }
-
-  test::fake_server server;
-  reactor::loop loop;
-
- private:
-  std::int64_t _started = 0;
-  bool _out_of_time = false;
 };
 
 std::vector<std::string> kinds(const spf_report& r) {
