@@ -773,11 +773,13 @@ void server::schedule_flush(connection* c) {
 }
 
 void server::destroy(connection* c) {
-  std::erase(_dirty, c);
-  std::erase(_starved, c);
-  std::erase(_tls_waiting, c);
   _loop.defer([this, c] {
-    // Runs after this turn's completions: nothing refers to it any more.
+    // Runs after this turn's completions, so no completion refers to it
+    // any more; the turn's own work (a shutdown pass, a flush) may still
+    // have listed it after destroy() was called, so unlist it here.
+    std::erase(_dirty, c);
+    std::erase(_starved, c);
+    std::erase(_tls_waiting, c);
     std::size_t at = c->index;
     if (at != _connections.size() - 1) {
       std::swap(_connections[at], _connections.back());

@@ -899,7 +899,13 @@ class Relay:
                 size = f.tell()
                 f.seek(max(0, size - 65536))
                 text = f.read().decode("utf-8", "replace")
-            return "\n".join(text.splitlines()[-n:])
+            lines = text.splitlines()
+            # A sanitizer report is the point of the tail: start at its
+            # first line (where the bad access is), not in its last frames.
+            for i, line in enumerate(lines):
+                if "ERROR: AddressSanitizer" in line or ": runtime error:" in line:
+                    return "\n".join(lines[max(0, i - 3):i + n])
+            return "\n".join(lines[-n:])
         except OSError:
             return self._saved_tail or "(no log)"
 
