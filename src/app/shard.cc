@@ -132,8 +132,10 @@ void shard::run() {
   const config::server_config& cfg = *_cfg;
   std::unique_ptr<reactor::buffer_pool> buffers;
   std::unique_ptr<spool::writer> spool;
-  std::unique_ptr<delivery::service> deliver;
+  // Destroyed after the delivery service: lookups it started never call
+  // back into a service that is gone.
   std::unique_ptr<dns::resolver> resolver;
+  std::unique_ptr<delivery::service> deliver;
   std::unique_ptr<dns::sender_check> sender_check;
   std::unique_ptr<smtp::server> server;
   // Destroyed before the server: its pending answers are dropped with the
@@ -166,12 +168,11 @@ void shard::run() {
     spool->charges_saved(saved_sequence);
     restore_usage(ledger);
     saver = std::make_unique<file_saver>(loop);
-    deliver = std::make_unique<delivery::service>(loop, *spool, cfg, _index);
-
     dns::resolver_options dns_opt;
     dns_opt.servers = cfg.dns.servers;
     dns_opt.timeout_ms = cfg.dns.timeout * 1000;
     resolver = std::make_unique<dns::resolver>(loop, dns_opt);
+    deliver = std::make_unique<delivery::service>(loop, *spool, cfg, _index, resolver.get());
     if (cfg.sender_verify.enabled) {
       sender_check = std::make_unique<dns::sender_check>(
           *resolver, dns::sender_check_options{cfg.sender_verify.allow_reserved});
@@ -215,6 +216,7 @@ void shard::run() {
           deliver->enqueue(std::move(m));
         });
     server->set_accounts(_accounts);
+    deliver->set_queue_ids([&server] { return server->new_queue_id(); });
     // After the server's turn end, which may resume sessions that append
     // body octets: every piece is written in the turn it arrived in.
     loop.on_turn_end([&spool] { spool->flush(); });

@@ -374,15 +374,17 @@ std::vector<std::uint32_t> read_retry_schedule(const context& ctx, const json_va
 }
 
 delivery_config read_delivery(const context& ctx, const json_value& v) {
-  section s(ctx, v, "delivery",
-            {"relayhost", "retry_schedule", "max_age", "connect_timeout", "command_timeout",
-             "connections_per_host", "messages_per_connection", "starttls", "tls_fallback"});
+  section s(
+      ctx, v, "delivery",
+      {"relayhost", "mx_port", "retry_schedule", "max_age", "connect_timeout", "command_timeout",
+       "connections_per_host", "messages_per_connection", "starttls", "tls_fallback"});
   delivery_config d;
   s.string("relayhost", d.relayhost);
   if (!d.relayhost.empty()) {
     auto problem = detail::resolve_relayhost(d.relayhost, d.relayhost_addr, d.relayhost_addr_len);
     if (!problem.empty()) ctx.fail(*s.get("relayhost"), s.path("relayhost"), problem);
   }
+  s.integer("mx_port", d.mx_port, 1, 65535);
   if (const auto* r = s.get("retry_schedule"))
     d.retry_schedule = read_retry_schedule(ctx, *r, s.path("retry_schedule"));
   s.duration("max_age", d.max_age, 1, 365 * 86400);

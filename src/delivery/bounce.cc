@@ -165,6 +165,8 @@ std::string_view default_status(bounce_reason r) {
       return "5.6.7";  // RFC 6531, RFC 5248 registry: non-ASCII not permitted
     case bounce_reason::loop:
       return "5.4.6";  // RFC 3463 3.5: routing loop detected
+    case bounce_reason::unroutable:
+      return "5.1.2";  // RFC 3463 3.2: bad destination system address
   }
   return "5.0.0";
 }
@@ -194,6 +196,8 @@ std::string diagnostic_of(const bounced_recipient& r, bool utf8) {
       return "SMTPUTF8 is required but was not offered by " + remote;
     case bounce_reason::loop:
       return "mail for " + clean_text(domain_of(r.address), utf8) + " loops back to myself";
+    case bounce_reason::unroutable:
+      return "no mail server found for " + clean_text(domain_of(r.address), utf8);
     case bounce_reason::rejected:
     case bounce_reason::expired:
       break;
@@ -247,6 +251,10 @@ std::string explanation(const bounced_recipient& r, const bounce_request& req, b
              " is routed back to this relay (" + clean_host(req.reporting_mta) +
              "): a mail loop. The domain's MX records or this relay's routing are wrong; tell the "
              "postmaster of the recipient's domain.";
+    case bounce_reason::unroutable:
+      return "Mail for " + clean_text(domain_of(r.address), utf8) +
+             " cannot be delivered: " + diagnostic_of(r, utf8) +
+             ". Check the domain of the address for typing errors.";
   }
   return {};
 }

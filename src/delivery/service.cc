@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -5,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ringrelay/delivery/bounce.hh>
 #include <ringrelay/delivery/service.hh>
 #include <ringrelay/delivery/upstream_session.hh>
 #include <ringrelay/log/log.hh>
@@ -64,6 +66,45 @@ std::string neutralise(std::string_view in) {
 
 }  // namespace
 
+// A message shared by its jobs (one per destination).
+struct message_state {
+  spool::stored_message msg;  // msg.pending: every recipient not yet finished
+  std::size_t jobs = 0;       // jobs not finished
+  std::size_t reading = 0;    // bounces still reading its header section
+  std::uint32_t bounces = 0;  // bounces sent for it, numbering the next
+};
+
+// One message's recipients for one destination.
+struct queued {
+  std::shared_ptr<message_state> state;
+  std::string destination;             // the key of its destination
+  std::vector<std::uint32_t> rcpts;    // recipient indexes still pending here
+  std::vector<std::uint32_t> attempt;  // the recipients sent in this attempt
+  std::uint32_t attempts = 0;
+  std::int64_t next_attempt = 0;  // wall seconds
+
+  spool::stored_message& msg() { return state->msg; }
+};
+
+// Where a set of jobs goes: a recipient domain, or the relay host ("").
+struct destination {
+  std::string key;
+  bool fixed = false;  // the relay host: its route never changes
+  std::deque<std::unique_ptr<queued>> ready;
+  std::vector<std::unique_ptr<upstream>> connections;
+  bool resolving = false;
+  bool routed = false;
+  route current;
+  std::int64_t route_expires_ms = 0;
+  std::size_t cursor = 0;  // the target new connections go to
+  std::int64_t down_until_ms = 0;
+  std::uint32_t failures = 0;
+  std::int64_t plaintext_until_ms = 0;  // tls_fallback after a failed handshake
+};
+
+// A route is looked up again after this long (the DNS cache answers it).
+constexpr std::int64_t route_lifetime_ms = 60 * 1000;
+
 std::string received_header(const spool::stored_message& m, std::string_view hostname) {
   const auto& e = m.env;
   char id[17];
@@ -109,21 +150,27 @@ std::string received_header(const spool::stored_message& m, std::string_view hos
 // One connection to the upstream host.
 class upstream final : public reactor::owner {
  public:
-  upstream(service& svc)
+  upstream(service& svc, destination& d, std::size_t target)
       : _svc(svc),
+        _dest(d),
+        _target(target),
+        _relay(d.fixed ? svc._cfg.delivery.relayhost : d.current.targets[target].describe()),
         _slot(svc._loop.add_owner(this)),
-        _session(svc._cfg.hostname, svc.use_starttls()) {}
+        _session(svc._cfg.hostname, svc.use_starttls(d)) {}
   ~upstream() {
     _svc._loop.remove_owner(_slot);
     if (_pipe[0] >= 0) ::close(_pipe[0]);
     if (_pipe[1] >= 0) ::close(_pipe[1]);
   }
 
+  destination& dest() { return _dest; }
+
   void connect() {
-    const auto& d = _svc._cfg.delivery;
+    _addr = _dest.current.targets[_target].addr;
+    _addr_len = _dest.current.targets[_target].addr_len;
     _last_activity = _svc._loop.now_ms();
     io_uring_sqe* s = _svc._loop.sqe();
-    io_uring_prep_socket(s, d.relayhost_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0, 0);
+    io_uring_prep_socket(s, _addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0, 0);
     io_uring_sqe_set_data64(s, _svc._loop.token(_slot, op_socket));
     ++_inflight;
   }
@@ -137,11 +184,11 @@ class upstream final : public reactor::owner {
   void start(std::unique_ptr<queued> q) {
     _current = std::move(q);
     ++_messages;
-    const auto& m = _current->msg;
+    const auto& m = _current->msg();
     _header = received_header(m, _svc._cfg.hostname);
     envelope env;
     env.sender = m.env.sender;
-    _current->attempt = m.pending;
+    _current->attempt = _current->rcpts;
     for (auto i : _current->attempt) env.recipients.push_back(m.env.recipients[i]);
     env.size = _header.size() + m.env.size;
     env.eight_bit = m.env.eight_bit;
@@ -210,8 +257,7 @@ class upstream final : public reactor::owner {
     _fd = res;
     const auto& d = _svc._cfg.delivery;
     io_uring_sqe* s = _svc._loop.sqe();
-    io_uring_prep_connect(s, _fd, reinterpret_cast<const sockaddr*>(&d.relayhost_addr),
-                          d.relayhost_addr_len);
+    io_uring_prep_connect(s, _fd, reinterpret_cast<const sockaddr*>(&_addr), _addr_len);
     s->flags |= IOSQE_IO_LINK;
     io_uring_sqe_set_data64(s, _svc._loop.token(_slot, op_connect));
     _connect_ts.tv_sec = d.connect_timeout;
@@ -240,7 +286,8 @@ class upstream final : public reactor::owner {
   }
 
   void fail_connect(std::string why) {
-    _svc.host_failed(why);
+    _reported = true;
+    _svc.target_failed(_dest, _target, why);
     _closing = true;
   }
 
@@ -275,7 +322,7 @@ class upstream final : public reactor::owner {
       tls::status st = _tls->handshake();
       if (st == tls::status::want) return;
       if (st != tls::status::ok) {
-        _svc.tls_failed(_tls->error_text());
+        _svc.tls_failed(_dest, _tls->error_text());
         run_events(_session.abort("TLS handshake failed (" + _tls->error_text() + ")"));
         return;
       }
@@ -317,8 +364,10 @@ class upstream final : public reactor::owner {
     for (; ev != event::none; ev = _session.next_event()) {
       switch (ev) {
         case event::ready:
-          _svc.host_ok();
-          if (!_current) _svc.dispatch();
+          _was_ready = true;
+          _dest.failures = 0;
+          _dest.down_until_ms = 0;
+          if (!_current) _svc.dispatch(_dest);
           break;
         case event::start_tls:
           _tls = std::make_unique<tls::session>(*_svc._tls_client);
@@ -333,12 +382,14 @@ class upstream final : public reactor::owner {
             begin_body();
           break;
         case event::message_done:
-          _svc.finished(std::move(_current), _session.results());
+          _svc.finished(std::move(_current), _session.results(), _relay);
           break;
         case event::closed:
         case event::failed: {
           const auto& r = _session.reason();
-          if (!_reported && _messages == 0) _svc.host_failed(r.description);
+          // Before the greeting and EHLO went through, the next target
+          // gets a chance (RFC 5321 5.1).
+          if (!_reported && !_was_ready) _svc.target_failed(_dest, _target, r.description);
           _reported = true;
           RR_DEBUG("upstream %s: %s", ev == event::closed ? "closed" : "failed",
                    r.description.c_str());
@@ -409,7 +460,7 @@ class upstream final : public reactor::owner {
   }
 
   void body_step() {
-    const auto& body = _current->msg.body;
+    const auto& body = _current->msg().body;
     if (_extent >= body.size()) return end_body();
     // Splicing moves file pages to the socket untouched: only for plaintext
     // links carrying the body as stored. With one splice pair per record it
@@ -422,7 +473,7 @@ class upstream final : public reactor::owner {
   // The next part of the body to send, at most `limit` octets, and moves
   // past it.
   spool::extent next_part(std::uint32_t limit) {
-    const auto& x = _current->msg.body[_extent];
+    const auto& x = _current->msg().body[_extent];
     spool::extent part{x.segment, x.offset + _extent_done,
                        std::min(x.length - _extent_done, limit)};
     _extent_done += part.length;
@@ -438,7 +489,7 @@ class upstream final : public reactor::owner {
   // as the empty pipe takes in one splice: a pipe slot per page touched.
   void submit_splices() {
     _body_phase = body_phase::splicing;
-    const auto& body = _current->msg.body;
+    const auto& body = _current->msg().body;
     _splice_failed = false;
     _splices = 0;
     std::vector<spool::extent>& parts = _splice_parts;
@@ -539,6 +590,11 @@ class upstream final : public reactor::owner {
   enum class body_phase { none, header, splicing, reading };
 
   service& _svc;
+  destination& _dest;
+  std::size_t _target;  // in _dest.current.targets
+  std::string _relay;   // for logs: "mx.example.net[192.0.2.1]:25"
+  sockaddr_storage _addr{};
+  socklen_t _addr_len = 0;
   std::uint32_t _slot;
   upstream_session _session;
   int _fd = -1;
@@ -549,6 +605,7 @@ class upstream final : public reactor::owner {
   bool _closing = false;
   bool _destroying = false;
   bool _reported = false;
+  bool _was_ready = false;
   std::unique_ptr<queued> _current;
   std::uint32_t _messages = 0;
   std::int64_t _last_activity = 0;
@@ -574,24 +631,214 @@ class upstream final : public reactor::owner {
   std::unique_ptr<tls::session> _tls;
 };
 
+// A bounce on its way into the spool: the original's header section is read
+// (io_uring, never blocking the shard), the report composed, then written
+// and committed like an accepted message. It is its own buffer source for
+// the spool writer, and frees itself once the commit is done and the writer
+// holds no reference to its body.
+struct service::bounce_write final : reactor::owner, reactor::buffer_source {
+  bounce_write(service& svc, std::shared_ptr<message_state> state,
+               std::vector<bounced_recipient> failed)
+      : svc(svc),
+        slot(svc._loop.add_owner(this)),
+        state(std::move(state)),
+        failed(std::move(failed)) {}
+  ~bounce_write() { svc._loop.remove_owner(slot); }
+
+  void start() {
+    const auto& body = state->msg.body;
+    if (body.empty()) return compose();
+    // The message's segments stay until the read is done.
+    ++state->reading;
+    head.resize(std::min<std::size_t>(body[0].length, max_returned_headers + 1024));
+    io_uring_sqe* s = svc._loop.sqe();
+    io_uring_prep_read(s, svc._spool.segment_fd(body[0].segment), head.data(),
+                       static_cast<unsigned>(head.size()), body[0].offset);
+    io_uring_sqe_set_data64(s, svc._loop.token(slot, op_read));
+  }
+
+  void on_completion(std::uint8_t, const io_uring_cqe& cqe) override {
+    // Without the header section the report still names the recipients.
+    head.resize(cqe.res > 0 ? static_cast<std::size_t>(cqe.res) : 0);
+    --state->reading;
+    svc.release_if_done(*state);
+    compose();
+  }
+
+  void compose() {
+    const auto& m = state->msg;
+    bounce_request r;
+    r.reporting_mta = svc._cfg.hostname;
+    r.message_id_domain = svc._cfg.hostname;
+    r.queue_id = m.id;
+    r.arrival = m.env.received_at;
+    r.now = util::wall_seconds();
+    r.sequence = state->bounces++;
+    r.sender = m.env.sender;
+    r.original_smtputf8 = m.env.smtputf8;
+    r.original_body_is_raw = m.env.body_is_raw;
+    r.original_head = head;
+    r.recipients = std::move(failed);
+    auto b = compose_bounce(r);
+    char orig[17];
+    util::format_queue_id(m.id, orig);
+    if (!b || !svc._spool.writable()) {
+      if (b) RR_ERROR("bounce for id=%s not sent: the spool cannot be written", orig);
+      return finish();
+    }
+    body = std::move(b->body);
+    auto env = std::move(b->envelope);
+    env.received_at = r.now;
+    env.helo = svc._cfg.hostname;
+    env.client_address = "127.0.0.1";
+    util::queue_id id = svc._next_id();
+    auto h = svc._spool.begin(id);
+    svc._spool.append_body(h, {}, body, *this, 0);
+    committing = true;
+    svc._spool.commit(
+        h, std::move(env), [this, id, orig_id = m.id](int err, spool::stored_message* msg) {
+          committing = false;
+          char bid[17], oid[17];
+          util::format_queue_id(id, bid);
+          util::format_queue_id(orig_id, oid);
+          if (err != 0 || !msg) {
+            RR_ERROR("bounce id=%s for id=%s not stored: %s", bid, oid, strerror(-err));
+          } else {
+            RR_INFO("bounce id=%s for id=%s to=<%s> size=%llu", bid, oid,
+                    msg->env.recipients.empty() ? "" : msg->env.recipients[0].c_str(),
+                    static_cast<unsigned long long>(msg->env.size));
+            svc.enqueue(std::move(*msg));
+          }
+          finish();
+        });
+  }
+
+  void finish() {
+    done = true;
+    maybe_free();
+  }
+  void maybe_free() {
+    if (!done || committing || refs > 0) return;
+    svc._loop.defer([&svc = svc, this] {
+      std::erase_if(svc._bounces, [this](const auto& b) { return b.get() == this; });
+    });
+  }
+
+  void ref(std::uint16_t) override { ++refs; }
+  void unref(std::uint16_t) override {
+    if (--refs == 0) maybe_free();
+  }
+  std::span<const char> data(std::uint16_t, std::uint32_t len) const override {
+    return {body.data(), std::min<std::size_t>(len, body.size())};
+  }
+
+  service& svc;
+  std::uint32_t slot;
+  std::shared_ptr<message_state> state;
+  std::vector<bounced_recipient> failed;
+  std::string head;
+  std::string body;
+  int refs = 0;
+  bool committing = false;
+  bool done = false;
+};
+
 service::service(reactor::loop& loop, spool::writer& spool, const config::server_config& cfg,
-                 unsigned shard)
-    : _loop(loop), _spool(spool), _cfg(cfg), _shard(shard) {
+                 unsigned shard, dns::resolver* resolver)
+    : _loop(loop),
+      _spool(spool),
+      _cfg(cfg),
+      _shard(shard),
+      _resolver(resolver),
+      _rng(std::random_device{}()) {
   if (cfg.delivery.starttls) _tls_client = tls::context::client();
+  _self.hostname = cfg.hostname;
+  for (const auto& l : cfg.listeners) {
+    sockaddr_storage a{};
+    auto* sin = reinterpret_cast<sockaddr_in*>(&a);
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(&a);
+    if (inet_pton(AF_INET, l.address.c_str(), &sin->sin_addr) == 1) {
+      sin->sin_family = AF_INET;
+      sin->sin_port = htons(l.port);
+    } else if (inet_pton(AF_INET6, l.address.c_str(), &sin6->sin6_addr) == 1) {
+      sin6->sin6_family = AF_INET6;
+      sin6->sin6_port = htons(l.port);
+    } else {
+      continue;
+    }
+    _self.listeners.push_back(a);
+  }
 }
 
 service::~service() = default;
 
+std::size_t service::queued_count() const {
+  std::size_t n = _deferred.size();
+  for (const auto& [key, d] : _destinations) n += d->ready.size();
+  return n;
+}
+
+destination& service::destination_for(const std::string& key) {
+  auto& slot = _destinations[key];
+  if (!slot) {
+    slot = std::make_unique<destination>();
+    slot->key = key;
+    if (_cfg.delivery.relayhost_addr_len != 0) {
+      slot->fixed = true;
+      slot->routed = true;
+      route_target t;
+      t.host = _cfg.delivery.relayhost;
+      t.addr = _cfg.delivery.relayhost_addr;
+      t.addr_len = _cfg.delivery.relayhost_addr_len;
+      slot->current.status = route_status::ok;
+      slot->current.targets.push_back(std::move(t));
+    }
+  }
+  return *slot;
+}
+
 void service::enqueue(spool::stored_message&& m) {
-  auto q = std::make_unique<queued>();
-  q->msg = std::move(m);
-  if (q->msg.next_attempt > util::wall_seconds()) {
-    auto at = q->msg.next_attempt;
-    _deferred.emplace(at, std::move(q));
+  auto state = std::make_shared<message_state>();
+  state->msg = std::move(m);
+  auto& msg = state->msg;
+  // The jobs: pending recipients grouped by destination, in first-seen order.
+  bool by_mx = _cfg.delivery.relayhost_addr_len == 0;
+  std::vector<std::unique_ptr<queued>> jobs;
+  for (auto idx : msg.pending) {
+    std::string key = by_mx ? recipient_domain(msg.env.recipients[idx]) : std::string();
+    auto it = std::find_if(jobs.begin(), jobs.end(),
+                           [&](const auto& j) { return j->destination == key; });
+    if (it == jobs.end()) {
+      auto q = std::make_unique<queued>();
+      q->state = state;
+      q->destination = std::move(key);
+      q->attempts = msg.attempts;
+      q->next_attempt = msg.next_attempt;
+      jobs.push_back(std::move(q));
+      it = jobs.end() - 1;
+    }
+    (*it)->rcpts.push_back(idx);
+  }
+  state->jobs = jobs.size();
+  if (jobs.empty()) {
+    _spool.release(msg);
     return;
   }
-  _ready.push_back(std::move(q));
-  dispatch();
+  std::int64_t now = util::wall_seconds();
+  for (auto& q : jobs) {
+    if (q->next_attempt > now) {
+      auto at = q->next_attempt;
+      _deferred.emplace(at, std::move(q));
+    } else {
+      add_job(std::move(q));
+    }
+  }
+}
+
+void service::add_job(std::unique_ptr<queued> q) {
+  auto& d = destination_for(q->destination);
+  d.ready.push_back(std::move(q));
+  dispatch(d);
 }
 
 std::uint32_t service::retry_delay(std::uint32_t attempts) const {
@@ -601,11 +848,16 @@ std::uint32_t service::retry_delay(std::uint32_t attempts) const {
 }
 
 void service::dispatch() {
+  for (auto& [key, d] : _destinations)
+    if (!d->ready.empty()) dispatch(*d);
+}
+
+void service::dispatch(destination& d) {
   if (_stopping) return;
-  while (!_ready.empty()) {
+  while (!d.ready.empty()) {
     upstream* idle = nullptr;
     std::size_t connecting = 0;
-    for (auto& c : _connections) {
+    for (auto& c : d.connections) {
       if (c->usable_idle()) {
         idle = c.get();
         break;
@@ -613,26 +865,141 @@ void service::dispatch() {
       if (!c->busy() && !c->closing()) ++connecting;
     }
     if (idle) {
-      auto q = std::move(_ready.front());
-      _ready.pop_front();
+      auto q = std::move(d.ready.front());
+      d.ready.pop_front();
       idle->start(std::move(q));
       continue;
     }
-    // Open connections for the messages no connection is about to take,
-    // within the per-host limit and not while the host is known down.
-    if (connecting >= _ready.size() || _connections.size() >= _cfg.delivery.connections_per_host ||
-        _loop.now_ms() < _host_down_until_ms)
+    // Open connections for the jobs no connection is about to take, within
+    // the per-destination limit and not while the destination rests.
+    if (connecting >= d.ready.size() ||
+        d.connections.size() >= _cfg.delivery.connections_per_host ||
+        _loop.now_ms() < d.down_until_ms)
       return;
-    _connections.push_back(std::make_unique<upstream>(*this));
-    _connections.back()->connect();
+    if (!d.fixed && (!d.routed || _loop.now_ms() >= d.route_expires_ms)) {
+      // Connections already open keep their targets; new ones wait for the
+      // route.
+      if (connecting == 0) need_route(d);
+      return;
+    }
+    if (d.cursor >= d.current.targets.size()) d.cursor = 0;
+    d.connections.push_back(std::make_unique<upstream>(*this, d, d.cursor));
+    d.connections.back()->connect();
   }
 }
 
-void service::finished(std::unique_ptr<queued> q, const std::vector<recipient_result>& results) {
-  auto& m = q->msg;
+void service::need_route(destination& d) {
+  if (d.resolving) return;
+  if (!_resolver) {
+    fail_jobs(d, "4.4.3", "no DNS resolver to route by MX", false);
+    return;
+  }
+  d.resolving = true;
+  d.routed = false;
+  resolve_route(*_resolver, d.key, _cfg.delivery.mx_port, _self, _rng,
+                [this, key = d.key](route r) {
+                  auto it = _destinations.find(key);
+                  if (it != _destinations.end()) route_ready(*it->second, std::move(r));
+                });
+}
+
+void service::route_ready(destination& d, route r) {
+  d.resolving = false;
+  switch (r.status) {
+    case route_status::ok:
+      d.current = std::move(r);
+      d.routed = true;
+      d.route_expires_ms = _loop.now_ms() + route_lifetime_ms;
+      d.cursor = 0;
+      RR_DEBUG("route %s: %zu target(s), first %s", d.key.c_str(), d.current.targets.size(),
+               d.current.targets[0].describe().c_str());
+      dispatch(d);
+      return;
+    case route_status::temporary:
+      fail_jobs(d, r.enhanced, r.text, false);
+      return;
+    case route_status::permanent:
+      fail_jobs(d, r.enhanced, r.text, true);
+      return;
+  }
+}
+
+// Every job waiting at `d` is deferred (temporary) or fails with a bounce.
+void service::fail_jobs(destination& d, std::string_view enhanced, std::string_view text,
+                        bool permanent) {
+  auto jobs = std::move(d.ready);
+  d.ready.clear();
+  std::string why =
+      std::string(permanent ? "550 " : "451 ") + std::string(enhanced) + " " + std::string(text);
+  for (auto& q : jobs) {
+    if (!permanent) {
+      retry_later(std::move(q), why);
+      continue;
+    }
+    char id[17];
+    util::format_queue_id(q->msg().id, id);
+    std::vector<bounced_recipient> failed;
+    for (auto idx : q->rcpts) {
+      const auto& rcpt = q->msg().env.recipients[idx];
+      RR_INFO("failed id=%s to=<%s> reply=\"%s\"", id, rcpt.c_str(), why.c_str());
+      bounced_recipient b;
+      b.address = rcpt;
+      b.reason = enhanced == "5.4.6" ? bounce_reason::loop : bounce_reason::unroutable;
+      b.status = std::string(enhanced);
+      b.diagnostic = std::string(text);
+      failed.push_back(std::move(b));
+    }
+    fail_recipients(*q, std::move(failed));
+    q->rcpts.clear();
+    job_done(*q);
+  }
+}
+
+// Records the failures, takes them out of the message's pending list and
+// sends the sender a bounce.
+void service::fail_recipients(queued& q, std::vector<bounced_recipient> failed) {
+  if (failed.empty()) return;
+  auto& m = q.msg();
+  std::vector<std::uint32_t> idx;
+  for (const auto& f : failed)
+    for (auto i : q.rcpts)
+      if (m.env.recipients[i] == f.address) {
+        idx.push_back(i);
+        break;
+      }
+  std::string reason =
+      failed.front().diagnostic.empty() ? failed.front().status : failed.front().diagnostic;
+  _spool.record_failed(m, reason, idx);
+  std::erase_if(m.pending,
+                [&](auto i) { return std::find(idx.begin(), idx.end(), i) != idx.end(); });
+  send_bounce(q, std::move(failed));
+}
+
+void service::send_bounce(queued& q, std::vector<bounced_recipient> failed) {
+  if (q.msg().env.sender.empty() || !_next_id) return;
+  auto b = std::make_unique<bounce_write>(*this, q.state, std::move(failed));
+  auto* raw = b.get();
+  _bounces.push_back(std::move(b));
+  raw->start();
+}
+
+// A job has no recipients left: the message is released with its last job.
+void service::job_done(queued& q) {
+  --q.state->jobs;
+  release_if_done(*q.state);
+}
+
+void service::release_if_done(message_state& m) {
+  if (m.jobs == 0 && m.reading == 0) _spool.release(m.msg);
+}
+
+void service::finished(std::unique_ptr<queued> q, const std::vector<recipient_result>& results,
+                       const std::string& relay) {
+  auto& m = q->msg();
   char id[17];
   util::format_queue_id(m.id, id);
-  std::vector<std::uint32_t> done, still;
+  std::vector<std::uint32_t> delivered, still;
+  std::vector<bounced_recipient> failed;
   std::int64_t delay_s = util::wall_seconds() - m.env.received_at;
   std::string last_temp;
   for (std::size_t i = 0; i < results.size() && i < q->attempt.size(); ++i) {
@@ -643,17 +1010,26 @@ void service::finished(std::unique_ptr<queued> q, const std::vector<recipient_re
     switch (r.status) {
       case outcome::delivered:
         RR_INFO("delivered id=%s to=<%s> relay=%s delay=%llds reply=\"%s\"", id, rcpt,
-                _cfg.delivery.relayhost.c_str(), static_cast<long long>(delay_s), line.c_str());
-        done.push_back(idx);
+                relay.c_str(), static_cast<long long>(delay_s), line.c_str());
+        delivered.push_back(idx);
         break;
       case outcome::permanent: {
-        RR_INFO(
-            "failed id=%s to=<%s> relay=%s reply=\"%s\" (a bounce is sent once bounces are "
-            "implemented)",
-            id, rcpt, _cfg.delivery.relayhost.c_str(), line.c_str());
-        std::uint32_t one[] = {idx};
-        _spool.record_failed(m, line, one);
-        done.push_back(idx);
+        RR_INFO("failed id=%s to=<%s> relay=%s reply=\"%s\"", id, rcpt, relay.c_str(),
+                line.c_str());
+        bounced_recipient b;
+        b.address = m.env.recipients[idx];
+        b.status = r.response.enhanced;
+        b.remote_mta = relay.substr(0, relay.find('['));
+        if (r.response.enhanced == "5.6.3") {
+          b.reason = bounce_reason::no_8bitmime;
+        } else if (r.response.enhanced == "5.6.7" || r.response.enhanced == "5.6.9") {
+          b.reason = bounce_reason::no_smtputf8;
+          b.diagnostic = line;
+        } else {
+          b.reason = bounce_reason::rejected;
+          b.diagnostic = line;
+        }
+        failed.push_back(std::move(b));
         break;
       }
       case outcome::temporary:
@@ -662,112 +1038,153 @@ void service::finished(std::unique_ptr<queued> q, const std::vector<recipient_re
         break;
     }
   }
-  if (!done.empty()) {
-    // Only delivered/failed recipients are finished; the rest stay pending.
-    std::vector<std::uint32_t> delivered;
-    for (std::size_t i = 0; i < results.size() && i < q->attempt.size(); ++i)
-      if (results[i].status == outcome::delivered) delivered.push_back(q->attempt[i]);
-    if (!delivered.empty()) _spool.record_done(m, delivered);
+  if (!delivered.empty()) {
+    _spool.record_done(m, delivered);
+    std::erase_if(m.pending, [&](auto i) {
+      return std::find(delivered.begin(), delivered.end(), i) != delivered.end();
+    });
   }
-  m.pending = std::move(still);
-  if (m.pending.empty()) {
-    _spool.release(m);
+  fail_recipients(*q, std::move(failed));
+  q->rcpts = std::move(still);
+  if (q->rcpts.empty()) {
+    job_done(*q);
     return;
   }
   retry_later(std::move(q), last_temp.empty() ? "temporary failure" : last_temp);
 }
 
 void service::retry_later(std::unique_ptr<queued> q, std::string_view why) {
-  auto& m = q->msg;
+  auto& m = q->msg();
   char id[17];
   util::format_queue_id(m.id, id);
-  ++m.attempts;
+  ++q->attempts;
   std::int64_t now = util::wall_seconds();
   if (now - m.env.received_at >= _cfg.delivery.max_age) {
     std::string reason = "expired after " + std::to_string(_cfg.delivery.max_age) +
                          "s in the queue; last error: " + std::string(why);
-    for (auto idx : m.pending)
+    std::vector<bounced_recipient> failed;
+    for (auto idx : q->rcpts) {
       RR_INFO("failed id=%s to=<%s> reply=\"%s\"", id, m.env.recipients[idx].c_str(),
               reason.c_str());
-    _spool.record_failed(m, reason, m.pending);
-    _spool.release(m);
+      bounced_recipient b;
+      b.address = m.env.recipients[idx];
+      b.reason = bounce_reason::expired;
+      b.diagnostic = std::string(why);
+      failed.push_back(std::move(b));
+    }
+    fail_recipients(*q, std::move(failed));
+    q->rcpts.clear();
+    job_done(*q);
     return;
   }
-  auto delay = retry_delay(m.attempts);
-  m.next_attempt = now + delay;
-  for (auto idx : m.pending)
+  auto delay = retry_delay(q->attempts);
+  q->next_attempt = now + delay;
+  // The deferred record speaks for the whole message: every recipient
+  // still pending, any job's.
+  m.attempts = std::max(m.attempts, q->attempts);
+  m.next_attempt = q->next_attempt;
+  for (auto idx : q->rcpts)
     RR_INFO("deferred id=%s to=<%s> attempts=%u retry_in=%us reply=\"%s\"", id,
-            m.env.recipients[idx].c_str(), m.attempts, delay, std::string(why).c_str());
+            m.env.recipients[idx].c_str(), q->attempts, delay, std::string(why).c_str());
   _spool.record_deferred(m);
-  _deferred.emplace(m.next_attempt, std::move(q));
+  auto at = q->next_attempt;
+  _deferred.emplace(at, std::move(q));
 }
 
-bool service::use_starttls() const {
-  return _tls_client && _loop.now_ms() >= _plaintext_until_ms;
+bool service::use_starttls(const destination& d) const {
+  return _tls_client && _loop.now_ms() >= d.plaintext_until_ms;
 }
 
 // delivery.tls_fallback: after a failed handshake, talk plaintext to this
-// host for a while instead of deferring everything (off by default: an
-// attacker who breaks handshakes must not get plaintext for free).
-void service::tls_failed(std::string_view why) {
+// destination for a while instead of deferring everything (off by default:
+// an attacker who breaks handshakes must not get plaintext for free).
+void service::tls_failed(destination& d, std::string_view why) {
   if (!_cfg.delivery.tls_fallback) return;
-  _plaintext_until_ms = _loop.now_ms() + 3600 * 1000;
+  d.plaintext_until_ms = _loop.now_ms() + 3600 * 1000;
   RR_WARN(
       "upstream %s: TLS handshake failed (%s); delivery.tls_fallback is on, so the next hour "
       "of connections use plaintext",
-      _cfg.delivery.relayhost.c_str(), std::string(why).c_str());
+      d.fixed ? _cfg.delivery.relayhost.c_str() : d.key.c_str(), std::string(why).c_str());
 }
 
-void service::host_failed(std::string_view why) {
-  ++_host_failures;
-  auto delay = retry_delay(_host_failures);
-  _host_down_until_ms = _loop.now_ms() + std::int64_t{delay} * 1000;
-  RR_WARN("upstream %s unreachable: %s; %zu message(s) wait, next try in %us",
-          _cfg.delivery.relayhost.c_str(), std::string(why).c_str(), _ready.size(), delay);
+// A connection to target `target` of `d` failed before it could carry mail:
+// the next target is tried; after the last one the destination rests.
+void service::target_failed(destination& d, std::size_t target, std::string_view why) {
+  const char* name = d.fixed ? _cfg.delivery.relayhost.c_str() : d.key.c_str();
+  std::string where =
+      target < d.current.targets.size() ? d.current.targets[target].describe() : std::string();
+  if (target == d.cursor) ++d.cursor;
+  if (d.cursor < d.current.targets.size()) {
+    RR_WARN("upstream %s for %s failed: %s; trying %s", where.c_str(), name,
+            std::string(why).c_str(), d.current.targets[d.cursor].describe().c_str());
+    return;
+  }
+  d.cursor = 0;
+  if (!d.fixed) d.routed = false;
+  ++d.failures;
+  auto delay = retry_delay(d.failures);
+  d.down_until_ms = _loop.now_ms() + std::int64_t{delay} * 1000;
+  RR_WARN("upstream %s unreachable: %s; %zu message(s) wait, next try in %us", name,
+          std::string(why).c_str(), d.ready.size(), delay);
 }
 
 void service::connection_gone(upstream* u) {
   // Never destroy a connection inside its own completion handler.
   _loop.defer([this, u] {
-    std::erase_if(_connections, [u](const auto& c) { return c.get() == u; });
-    dispatch();
+    auto& d = u->dest();
+    std::erase_if(d.connections, [u](const auto& c) { return c.get() == u; });
+    dispatch(d);
   });
 }
 
 void service::tick(std::int64_t now_ms) {
   std::int64_t now = util::wall_seconds();
   while (!_deferred.empty() && _deferred.begin()->first <= now) {
-    _ready.push_back(std::move(_deferred.begin()->second));
+    auto q = std::move(_deferred.begin()->second);
     _deferred.erase(_deferred.begin());
+    add_job(std::move(q));
   }
-  // Messages waiting for a host that stays down still expire.
+  // Jobs waiting for a destination that stays down still expire.
   if (now_ms - _last_expiry_check_ms >= 1000) {
     _last_expiry_check_ms = now_ms;
-    std::deque<std::unique_ptr<queued>> keep;
-    for (auto& q : _ready) {
-      if (now - q->msg.env.received_at >= _cfg.delivery.max_age)
-        retry_later(std::move(q), "the upstream could not be reached");
-      else
-        keep.push_back(std::move(q));
+    for (auto& [key, d] : _destinations) {
+      std::deque<std::unique_ptr<queued>> keep;
+      for (auto& q : d->ready) {
+        if (now - q->msg().env.received_at >= _cfg.delivery.max_age)
+          retry_later(std::move(q), "the upstream could not be reached");
+        else
+          keep.push_back(std::move(q));
+      }
+      d->ready.swap(keep);
     }
-    _ready.swap(keep);
+    // Forget destinations with nothing to do (their routes are in the DNS
+    // cache), unless they rest after a failure.
+    std::erase_if(_destinations, [&](const auto& kv) {
+      const auto& d = *kv.second;
+      return d.ready.empty() && d.connections.empty() && !d.resolving && now_ms >= d.down_until_ms;
+    });
   }
-  for (auto& c : _connections) c->tick(now_ms);
+  for (auto& [key, d] : _destinations)
+    for (auto& c : d->connections) c->tick(now_ms);
   dispatch();
 }
 
 void service::shutdown() {
   _stopping = true;
-  for (auto& c : _connections) c->tick(_loop.now_ms());
+  for (auto& [key, d] : _destinations)
+    for (auto& c : d->connections) c->tick(_loop.now_ms());
 }
 
 bool service::idle() const {
-  return std::none_of(_connections.begin(), _connections.end(),
-                      [](const auto& c) { return c->busy(); });
+  for (const auto& [key, d] : _destinations)
+    for (const auto& c : d->connections)
+      if (c->busy()) return false;
+  return true;
 }
 
 void service::close_all() {
-  for (auto& c : _connections) c->force_close();
+  for (auto& [key, d] : _destinations)
+    for (auto& c : d->connections) c->force_close();
 }
 
 }  // namespace ringrelay::delivery

@@ -790,6 +790,10 @@ void server::destroy(connection* c) {
   });
 }
 
+util::queue_id server::new_queue_id() {
+  return _ids.next(util::wall_seconds());
+}
+
 void server::set_accounts(std::shared_ptr<const accounts::table> table) {
   _accounts = std::move(table);
 }

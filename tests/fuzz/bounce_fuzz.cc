@@ -175,7 +175,7 @@ void play(fuzz::fuzz_input in) {
   r.arrival = 1'700'000'000;
   r.now = r.arrival + 5 * 86400;
   for (std::size_t s = 0; s < slots && 4 + 4 * s < f.size(); ++s) {
-    r.recipients.push_back({std::string(get(4 + 4 * s)), static_cast<bounce_reason>(reasons[s] % 5),
+    r.recipients.push_back({std::string(get(4 + 4 * s)), static_cast<bounce_reason>(reasons[s] % 6),
                             std::string(get(5 + 4 * s)), std::string(get(6 + 4 * s)),
                             std::string(get(7 + 4 * s))});
   }

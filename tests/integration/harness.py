@@ -7,7 +7,8 @@ Pieces (all stdlib + Debian's python3-dnspython; run with /usr/bin/python3):
                          127.0.0.x that stores every transaction byte-exactly
                          (wire bytes and un-dot-stuffed content), with
                          configurable refusals (451 first N, always 550, per
-                         recipient), optional CHUNKING, stop/start.
+                         recipient, at the greeting), optional CHUNKING,
+                         8BITMIME / SMTPUTF8 left out of EHLO, stop/start.
 - Relay:                 writes a temporary config, runs the real binary,
                          waits until it accepts connections, stops it with
                          SIGTERM (exit code must be 0), kill -9, restart on
@@ -377,6 +378,14 @@ class _SinkProtocol(asyncio.Protocol):
         self.t = transport
         self.sink._transports.add(transport)
         self.sink._log(self.conn, "connect")
+        refusal = self.sink.greeting(self.conn) if self.sink.greeting else None
+        if refusal:
+            with self.sink._cond:
+                self.sink.refused_greetings += 1
+                self.sink._cond.notify_all()
+            self.reply(f"{refusal[0]} {refusal[1]}")
+            self.t.close()
+            return
         self.reply(f"220 {self.sink.hostname} ESMTP ringrelay-test-sink")
 
     def connection_lost(self, exc):
@@ -449,7 +458,12 @@ class _SinkProtocol(asyncio.Protocol):
         if verb == "EHLO":
             self.helo = arg
             self.reset()
-            ext = ["PIPELINING", "SIZE 104857600", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"]
+            ext = ["PIPELINING", "SIZE 104857600"]
+            if s.eight_bit_mime:
+                ext.append("8BITMIME")
+            if s.smtputf8:
+                ext.append("SMTPUTF8")
+            ext.append("ENHANCEDSTATUSCODES")
             if s.chunking:
                 ext.append("CHUNKING")
             lines = [s.hostname] + ext
@@ -555,11 +569,21 @@ class RecordingSink:
     reply_delay: seconds between recording a transaction (its `time`) and
     sending the final reply, to widen the window in which a relay crash
     races an upstream delivery.
+
+    EHLO advertises PIPELINING, SIZE, 8BITMIME, SMTPUTF8,
+    ENHANCEDSTATUSCODES (and CHUNKING when `chunking`); eight_bit_mime=False
+    / smtputf8=False leave out 8BITMIME / SMTPUTF8 (the sink still takes
+    whatever it is sent: tests check the relay did not send it).
+    greeting(conn_number) -> None for the normal 220, or (code, "x.y.z
+    text") to greet with that reply and close the connection at once (conn
+    numbers count from 1 per sink); `refused_greetings` counts those.
     """
 
     def __init__(self, host: Optional[str] = None, port: Optional[int] = None,
                  policy: Optional[Policy] = None, rcpt_policy=None, chunking: bool = False,
-                 hostname: str = "sink.test", start: bool = True, reply_delay: float = 0.0):
+                 hostname: str = "sink.test", start: bool = True, reply_delay: float = 0.0,
+                 eight_bit_mime: bool = True, smtputf8: bool = True,
+                 greeting: Optional[Callable[[int], Optional[tuple]]] = None):
         self.host = host or sink_ip()
         self.port = port or free_port(self.host)
         self.policy = policy
@@ -567,6 +591,10 @@ class RecordingSink:
         self.chunking = chunking
         self.hostname = hostname
         self.reply_delay = reply_delay
+        self.eight_bit_mime = eight_bit_mime
+        self.smtputf8 = smtputf8
+        self.greeting = greeting
+        self.refused_greetings = 0
         self.errors: list = []
         self.rcpt_refusals: list = []
         self._cond = threading.Condition()
@@ -682,7 +710,8 @@ class RecordingSink:
     def summary(self) -> str:
         with self._cond:
             return (f"{len(self._messages)} accepted, {len(self._attempts)} attempts, "
-                    f"running={self.running}, errors={self.errors[:3]}")
+                    + (f"{self.refused_greetings} greetings refused, " if self.greeting else "")
+                    + f"running={self.running}, errors={self.errors[:3]}")
 
     def transcript_tail(self, n: int = 30) -> str:
         return "\n".join(list(self._transcript)[-n:])

@@ -223,24 +223,32 @@ def test_upstream_down_then_up():
 
 
 def test_upstream_550_is_final_and_logged():
-    """A 5xx from upstream is not retried: the recipient fails for good and
-    the failure is logged with the message's queue ID and the upstream's
-    reply. (Bounces to the sender come with MX routing, the DNS issue.)"""
+    """A 5xx from upstream is not retried: the recipient fails for good, the
+    failure is logged with the message's queue ID and the upstream's reply,
+    and the sender gets a bounce. With a relay host the bounce goes there
+    too; the sink refuses it as well, and a bounce is never bounced."""
     def policy(txn):
         return (550, "5.7.1 Recipient rejected by test sink")
     with relay_with_sink(sink_kwargs={"policy": policy}) as (relay, sink):
         msg = h.make_message(1200, tag="fail-me")
         h.smtplib_send(relay, h.SENDER, [h.rcpt(7)], msg)
         deadline = time.time() + 15
-        while time.time() < deadline and not sink.attempts:
+        while time.time() < deadline and len(sink.attempts) < 2:
             time.sleep(0.05)
-        assert len(sink.attempts) == 1, "the message never reached the upstream"
+        assert len(sink.attempts) == 2, \
+            f"want the message and its bounce upstream, got {sink.attempts}"
         time.sleep(4.5)  # retry schedule is 1,1,2 s: a retried 5xx would show up here
-        assert len(sink.attempts) == 1, f"a 5xx was retried: {len(sink.attempts)} attempts"
+        attempts = sink.attempts
+        assert len(attempts) == 2, f"a 5xx was retried, or a bounce bounced: {attempts}"
+        assert attempts[0].mail_from == h.SENDER and attempts[0].rcpts == [h.rcpt(7)], attempts[0]
+        assert attempts[1].mail_from == "" and attempts[1].rcpts == [h.SENDER], \
+            f"the second transaction is not the bounce to the sender: {attempts[1]}"
+        assert b"report-type=delivery-status" in attempts[1].data, "the bounce is not a DSN"
         assert not sink.messages, "the sink refused the message, yet it counts as accepted"
         log = relay.log_text()
         failed = [l for l in log.splitlines() if " failed id=" in l]
-        assert len(failed) == 1, f"want one 'failed' log line, got {failed}"
+        assert len(failed) == 2, f"want 'failed' lines for the message and its bounce: {failed}"
         assert f"to=<{h.rcpt(7)}>" in failed[0] and "550 5.7.1 Recipient rejected" in failed[0], \
             f"the failure line lacks the recipient or the upstream reply: {failed[0]}"
+        assert f"to=<{h.SENDER}>" in failed[1], f"the bounce's failure line: {failed[1]}"
         assert " deferred id=" not in log, "a permanent failure was deferred"

@@ -77,6 +77,7 @@ struct delivery_config {
   std::string relayhost;  // as written: "host", "host:port", "[host]:port"; "" = route by MX
   sockaddr_storage relayhost_addr{};  // resolved at load time when relayhost is set
   socklen_t relayhost_addr_len = 0;   // 0 when relayhost is ""
+  std::uint16_t mx_port = 25;         // the port of MX hosts (tests move it)
   std::vector<std::uint32_t> retry_schedule = {60,   300,  900,  1800,
                                                3600, 7200, 14400};  // seconds; last one repeats
   std::uint32_t max_age = 5 * 86400;                                // seconds

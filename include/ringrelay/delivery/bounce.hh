@@ -59,6 +59,7 @@ enum class bounce_reason : std::uint8_t {
   no_8bitmime,  // 8-bit body, the upstream lacks 8BITMIME        5.6.3
   no_smtputf8,  // SMTPUTF8 message, the upstream lacks SMTPUTF8  5.6.7
   loop,         // the recipient's MX is this relay               5.4.6
+  unroutable,   // the domain takes no mail: NXDOMAIN, null MX... 5.1.2
 };
 
 struct bounced_recipient {

@@ -98,6 +98,8 @@ class server {
 
   // The account table to authenticate against; replaced whole on reload.
   // Sessions already authenticated keep their account name.
+  // A queue ID from the shard's generator (for messages made here, bounces).
+  util::queue_id new_queue_id();
   void set_accounts(std::shared_ptr<const accounts::table> table);
 
  private:

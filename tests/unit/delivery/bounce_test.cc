@@ -385,6 +385,12 @@ TEST_F(bounce, each_reason_has_its_status_diagnostic_and_words) {
        "Mail for example.net is routed back to this relay (relay.test): a mail loop"},
       {bounce_reason::loop, "MX mx.example.net is this host", "5.4.6",
        "X-ringrelay; MX mx.example.net is this host", "a mail loop"},
+      {bounce_reason::unroutable, "the domain example.net does not exist (DNS: NXDOMAIN)", "5.1.2",
+       "X-ringrelay; the domain example.net does not exist (DNS: NXDOMAIN)",
+       "Mail for example.net cannot be delivered: the domain example.net does not exist (DNS: "
+       "NXDOMAIN). Check the domain"},
+      {bounce_reason::unroutable, "", "5.1.2", "X-ringrelay; no mail server found for example.net",
+       "cannot be delivered"},
   };
   for (const row& w : rows) {
     bounce_request r = request();
