@@ -127,8 +127,26 @@ def test_a_good_domain_passes_with_each_finding_on_its_line():
         check(c, "allowed.test", 0, f"SPF: includes {RELAY}: yes")
         # Without --spf-include the include is not checked, and that is said.
         check(c, f"good.{D}", 0,
-              "SPF: includes: not checked: no include name given (--spf-include NAME)",
+              "SPF: includes: not checked: no include name given (--spf-include NAME or "
+              "sender_verify.spf_include)",
               include="")
+
+
+def test_the_include_name_comes_from_the_config_unless_given():
+    with DNSServer(NAMES) as dns:
+        c = Checker(dns)
+        cfg = json.loads(c.config.read_text())
+        cfg["sender_verify"]["spf_include"] = RELAY
+        c.config.write_text(json.dumps(cfg))
+        check(c, f"good.{D}", 0, f"SPF: includes {RELAY}: yes", include="")
+        # --spf-include wins over the config.
+        out = check(c, f"good.{D}", 1, include=f"other.{D}")
+        assert line_with(out, "SPF: includes ").startswith(f"SPF: includes other.{D}: no;"), out
+        cfg["sender_verify"]["spf_include"] = "not a name"
+        c.config.write_text(json.dumps(cfg))
+        r = c.run(f"good.{D}", include="")
+        assert r.returncode == 1 and "sender_verify.spf_include" in r.stderr, \
+            f"a bad include name in the config: exit {r.returncode}, stderr {r.stderr!r}"
 
 
 def test_each_sender_verification_failure_is_reported_in_words():

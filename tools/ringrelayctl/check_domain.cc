@@ -336,7 +336,9 @@ finding count_line(const dns::spf_report& r, unsigned max) {
 finding include_line(const dns::spf_report& r, const check_domain_options& opt) {
   const std::string& name = opt.spf_include;
   if (name.empty())
-    return {true, "SPF: includes: not checked: no include name given (--spf-include NAME)"};
+    return {true,
+            "SPF: includes: not checked: no include name given (--spf-include NAME or "
+            "sender_verify.spf_include)"};
   const std::string head = "SPF: includes " + name + ": ";
   if (r.presence != dns::spf_presence::found || r.parsed.error)
     return {true, head + "not checked: there is no usable SPF record (above)"};

@@ -132,11 +132,13 @@ COMMANDS
                         A failing line says what to fix; one marked
                         temporary failed because DNS did not answer
                         (SERVFAIL, timeout): try again later. Uses
-                        dns.servers, dns.timeout and
-                        sender_verify.allow_reserved from the config.
+                        dns.servers, dns.timeout,
+                        sender_verify.allow_reserved and
+                        sender_verify.spf_include from the config.
         --spf-include NAME  the relay's SPF include name, such as
-                            _spf.relay.example; without it the include is
-                            not checked, and the output says so
+                            _spf.relay.example; default: the config's
+                            sender_verify.spf_include; with neither the
+                            include is not checked, and the output says so
 
 OPTIONS
     --config FILE   server configuration to take accounts.file and
@@ -955,13 +957,6 @@ int check_domain_command(const options& opt) {
     throw usage_error("DOMAIN " + ringrelay::config::json_quote(opt.words[1]) +
                       ": not a domain name (labels of letters, digits and hyphens, separated by "
                       "dots)");
-  if (opt.spf_include) {
-    const auto parsed = dns::parse_spf("v=spf1 include:" + *opt.spf_include);
-    if (parsed.error)
-      throw usage_error("--spf-include " + ringrelay::config::json_quote(*opt.spf_include) + ": " +
-                        parsed.error->message);
-    o.spf_include = dns::spf_name(*opt.spf_include);
-  }
   config::server_config cfg;
   if (std::filesystem::exists(opt.config)) {
     try {
@@ -969,6 +964,16 @@ int check_domain_command(const options& opt) {
     } catch (const config::config_error& e) {
       throw failure(std::string(e.what()) + "\n  fix the configuration, or give another --config");
     }
+  }
+  // The include name: the command line's, else sender_verify.spf_include.
+  if (opt.spf_include) {
+    const auto parsed = dns::parse_spf("v=spf1 include:" + *opt.spf_include);
+    if (parsed.error)
+      throw usage_error("--spf-include " + ringrelay::config::json_quote(*opt.spf_include) + ": " +
+                        parsed.error->message);
+    o.spf_include = dns::spf_name(*opt.spf_include);
+  } else if (!cfg.sender_verify.spf_include.empty()) {
+    o.spf_include = dns::spf_name(cfg.sender_verify.spf_include);
   }
   o.resolver.servers = cfg.dns.servers;
   o.resolver.timeout_ms = cfg.dns.timeout * 1000;

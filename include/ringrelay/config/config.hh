@@ -134,6 +134,9 @@ struct sender_verify_config {
   // Reserved suffixes accepted anyway ("test", "corp.example"): lower case,
   // without a leading dot.
   std::vector<std::string> allow_reserved;
+  // The name customers include in their SPF record ("spf.relay.example"),
+  // checked by `ringrelayctl check-domain`; "" = not checked.
+  std::string spf_include;
 };
 
 struct control_config {
