@@ -155,6 +155,9 @@ std::string route_target::describe() const {
     inet_ntop(AF_INET6, &sin6.sin6_addr, ip, sizeof ip);
     port = ntohs(sin6.sin6_port);
   }
+  // An address literal is its own address: "[192.0.2.1]:25".
+  if (!host.empty() && host.front() == '[')
+    return "[" + std::string(ip) + "]:" + std::to_string(port);
   return host + "[" + ip + "]:" + std::to_string(port);
 }
 
@@ -188,7 +191,12 @@ mx_plan plan_mx(std::span<const dns::record* const> mx, std::string_view self, s
     if (std::find(plan.hosts.begin(), plan.hosts.end(), host) == plan.hosts.end())
       plan.hosts.push_back(std::move(host));
   }
-  plan.what = plan.hosts.empty() ? mx_plan::verdict::loop : mx_plan::verdict::hosts;
+  if (!plan.hosts.empty())
+    plan.what = mx_plan::verdict::hosts;
+  else
+    // Only root targets left ("10 ." is not RFC 7505's form, but means the
+    // same), or only hosts at or below our own preference.
+    plan.what = limit == 0x10000 ? mx_plan::verdict::null_mx : mx_plan::verdict::loop;
   return plan;
 }
 

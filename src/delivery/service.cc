@@ -66,6 +66,13 @@ std::string neutralise(std::string_view in) {
 
 }  // namespace
 
+// The host of a relay host as configured: "[smtp.example.net]:587" →
+// "smtp.example.net".
+static std::string relayhost_name(std::string_view text) {
+  if (text.starts_with('[')) return std::string(text.substr(1, text.find(']') - 1));
+  return std::string(text.substr(0, text.find(':')));
+}
+
 // A message shared by its jobs (one per destination).
 struct message_state {
   spool::stored_message msg;  // msg.pending: every recipient not yet finished
@@ -155,6 +162,8 @@ class upstream final : public reactor::owner {
         _dest(d),
         _target(target),
         _relay(d.fixed ? svc._cfg.delivery.relayhost : d.current.targets[target].describe()),
+        _remote(d.fixed ? relayhost_name(svc._cfg.delivery.relayhost)
+                        : d.current.targets[target].host),
         _slot(svc._loop.add_owner(this)),
         _session(svc._cfg.hostname, svc.use_starttls(d)) {}
   ~upstream() {
@@ -382,7 +391,7 @@ class upstream final : public reactor::owner {
             begin_body();
           break;
         case event::message_done:
-          _svc.finished(std::move(_current), _session.results(), _relay);
+          _svc.finished(std::move(_current), _session.results(), _relay, _remote);
           break;
         case event::closed:
         case event::failed: {
@@ -593,6 +602,7 @@ class upstream final : public reactor::owner {
   destination& _dest;
   std::size_t _target;  // in _dest.current.targets
   std::string _relay;   // for logs: "mx.example.net[192.0.2.1]:25"
+  std::string _remote;  // for bounces' Remote-MTA: "mx.example.net"
   sockaddr_storage _addr{};
   socklen_t _addr_len = 0;
   std::uint32_t _slot;
@@ -994,7 +1004,7 @@ void service::release_if_done(message_state& m) {
 }
 
 void service::finished(std::unique_ptr<queued> q, const std::vector<recipient_result>& results,
-                       const std::string& relay) {
+                       const std::string& relay, const std::string& remote) {
   auto& m = q->msg();
   char id[17];
   util::format_queue_id(m.id, id);
@@ -1019,7 +1029,7 @@ void service::finished(std::unique_ptr<queued> q, const std::vector<recipient_re
         bounced_recipient b;
         b.address = m.env.recipients[idx];
         b.status = r.response.enhanced;
-        b.remote_mta = relay.substr(0, relay.find('['));
+        b.remote_mta = remote;
         if (r.response.enhanced == "5.6.3") {
           b.reason = bounce_reason::no_8bitmime;
         } else if (r.response.enhanced == "5.6.7" || r.response.enhanced == "5.6.9") {

@@ -97,7 +97,7 @@ class service {
   void route_ready(destination& d, struct route r);
   void fail_jobs(destination& d, std::string_view enhanced, std::string_view text, bool permanent);
   void finished(std::unique_ptr<queued> q, const std::vector<recipient_result>& results,
-                const std::string& relay);
+                const std::string& relay, const std::string& remote);
   void retry_later(std::unique_ptr<queued> q, std::string_view why);
   void job_done(queued& q);
   void release_if_done(message_state& m);

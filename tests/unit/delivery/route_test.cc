@@ -66,6 +66,12 @@ TEST(plan_mx, a_null_mx_means_no_mail) {
   EXPECT_EQ(what, mx_plan::verdict::null_mx);
 }
 
+TEST(plan_mx, only_root_targets_mean_no_mail_too) {
+  mx_plan::verdict what{};
+  EXPECT_TRUE(plan_hosts({mx(10, ""), mx(20, "")}, "relay.test", 1, &what).empty());
+  EXPECT_EQ(what, mx_plan::verdict::null_mx);
+}
+
 TEST(plan_mx, no_records_means_none) {
   mx_plan::verdict what{};
   EXPECT_TRUE(plan_hosts({}, "relay.test", 1, &what).empty());
@@ -246,7 +252,7 @@ TEST_F(route_test, a_host_whose_lookup_fails_is_skipped_when_another_has_address
 TEST_F(route_test, address_literals_route_without_dns) {
   auto r = resolve("[192.0.2.77]", 2500);
   ASSERT_EQ(r.status, route_status::ok) << r.text;
-  EXPECT_EQ(described(r), (std::vector<std::string>{"[192.0.2.77][192.0.2.77]:2500"}));
+  EXPECT_EQ(described(r), (std::vector<std::string>{"[192.0.2.77]:2500"}));
   r = resolve("[ipv6:2001:db8::7]");
   ASSERT_EQ(r.status, route_status::ok) << r.text;
   EXPECT_EQ(r.targets[0].addr.ss_family, AF_INET6);
