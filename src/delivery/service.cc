@@ -959,7 +959,7 @@ void service::fail_jobs(destination& d, std::string_view enhanced, std::string_v
       b.diagnostic = std::string(text);
       failed.push_back(std::move(b));
     }
-    fail_recipients(*q, std::move(failed));
+    fail_recipients(*q, q->rcpts, std::move(failed));
     q->rcpts.clear();
     job_done(*q);
   }
@@ -967,19 +967,16 @@ void service::fail_jobs(destination& d, std::string_view enhanced, std::string_v
 
 // Records the failures, takes them out of the message's pending list and
 // sends the sender a bounce.
-void service::fail_recipients(queued& q, std::vector<bounced_recipient> failed) {
+// `idx[i]` is the recipient index of `failed[i]`.
+void service::fail_recipients(queued& q, const std::vector<std::uint32_t>& idx,
+                              std::vector<bounced_recipient> failed) {
   if (failed.empty()) return;
   auto& m = q.msg();
-  std::vector<std::uint32_t> idx;
-  for (const auto& f : failed)
-    for (auto i : q.rcpts)
-      if (m.env.recipients[i] == f.address) {
-        idx.push_back(i);
-        break;
-      }
-  std::string reason =
-      failed.front().diagnostic.empty() ? failed.front().status : failed.front().diagnostic;
-  _spool.record_failed(m, reason, idx);
+  for (std::size_t i = 0; i < idx.size(); ++i) {
+    const auto& f = failed[i];
+    std::uint32_t one[] = {idx[i]};
+    _spool.record_failed(m, f.diagnostic.empty() ? f.status : f.diagnostic, one);
+  }
   std::erase_if(m.pending,
                 [&](auto i) { return std::find(idx.begin(), idx.end(), i) != idx.end(); });
   send_bounce(q, std::move(failed));
@@ -1008,7 +1005,7 @@ void service::finished(std::unique_ptr<queued> q, const std::vector<recipient_re
   auto& m = q->msg();
   char id[17];
   util::format_queue_id(m.id, id);
-  std::vector<std::uint32_t> delivered, still;
+  std::vector<std::uint32_t> delivered, still, failed_idx;
   std::vector<bounced_recipient> failed;
   std::int64_t delay_s = util::wall_seconds() - m.env.received_at;
   std::string last_temp;
@@ -1040,6 +1037,7 @@ void service::finished(std::unique_ptr<queued> q, const std::vector<recipient_re
           b.diagnostic = line;
         }
         failed.push_back(std::move(b));
+        failed_idx.push_back(idx);
         break;
       }
       case outcome::temporary:
@@ -1054,7 +1052,7 @@ void service::finished(std::unique_ptr<queued> q, const std::vector<recipient_re
       return std::find(delivered.begin(), delivered.end(), i) != delivered.end();
     });
   }
-  fail_recipients(*q, std::move(failed));
+  fail_recipients(*q, failed_idx, std::move(failed));
   q->rcpts = std::move(still);
   if (q->rcpts.empty()) {
     job_done(*q);
@@ -1082,7 +1080,7 @@ void service::retry_later(std::unique_ptr<queued> q, std::string_view why) {
       b.diagnostic = std::string(why);
       failed.push_back(std::move(b));
     }
-    fail_recipients(*q, std::move(failed));
+    fail_recipients(*q, q->rcpts, std::move(failed));
     q->rcpts.clear();
     job_done(*q);
     return;

@@ -101,7 +101,8 @@ class service {
   void retry_later(std::unique_ptr<queued> q, std::string_view why);
   void job_done(queued& q);
   void release_if_done(message_state& m);
-  void fail_recipients(queued& q, std::vector<struct bounced_recipient> failed);
+  void fail_recipients(queued& q, const std::vector<std::uint32_t>& idx,
+                       std::vector<struct bounced_recipient> failed);
   void send_bounce(queued& q, std::vector<struct bounced_recipient> failed);
   void target_failed(destination& d, std::size_t target, std::string_view why);
   bool use_starttls(const destination& d) const;
