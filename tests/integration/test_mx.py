@@ -5,7 +5,9 @@ listen on one port (delivery.mx_port) on their own 127.0.0.x addresses.
 Covered: MX preference order; the next MX when a connection is refused or
 the greeting is 421; the implicit MX (a domain's own A record when it has
 no MX); one upstream transaction per recipient domain; retry after an
-upstream 451 and delivery on a later attempt. Each failure that ends in an
+upstream 451 and delivery on a later attempt; a message to two domains,
+one deferred and one in flight, keeps both recipients across kill -9. Each
+failure that ends in an
 RFC 3464 bounce, which goes back through the relay's own queue (MAIL
 FROM:<>, RCPT TO the sender, routed by the MX of the sender's domain to a
 "bounce sink") and is parsed with the `email` package: upstream 550 at RCPT
@@ -385,6 +387,42 @@ def test_retry_after_451_then_delivered():
         assert codes == [451, 250], f"upstream attempts {codes}, want [451, 250]"
         wait_log(w.relay, [outcome_re("deferred", rcpt, qid), delivered_re(rcpt, qid=qid)])
         w.bounce.assert_no_messages(0, expect=0)
+
+
+def test_a_deferred_domain_keeps_the_other_domains_recipients_across_kill9():
+    """One message to two domains: domain `slow` answers 451 (deferred, so a
+    deferred record is written), while domain `hang` has the message but has
+    not answered yet. kill -9, restart: the recipient at `hang` is still
+    pending (the deferred record lists every pending recipient of the
+    message, not only the deferred domain's), and both domains get the
+    message after the restart; no bounce."""
+    slow, hang = f"slow.{D}", f"hang.{D}"
+    refuse = {"on": True}
+    names = lambda ip: {
+        slow: {"MX": [f"10 mx.{slow}."]}, f"mx.{slow}": {"A": [ip["slow"]]},
+        hang: {"MX": [f"10 mx.{hang}."]}, f"mx.{hang}": {"A": [ip["hang"]]},
+    }
+    sinks = {"slow": {"policy": lambda txn: (451, "4.3.0 later") if refuse["on"] else None},
+             "hang": {"reply_delay": 30.0}}
+    with mx_world(sinks, names, delivery={"retry_schedule": [2]}) as w:
+        r1, r2 = addr("one", slow), addr("two", hang)
+        content = h.make_message(3000, tag="mxkill")
+        qid = send(w, [r1, r2], content)
+        wait_log(w.relay, [outcome_re("deferred", r1, qid)])
+        deadline = time.monotonic() + 15
+        while not w["hang"].attempts and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert w["hang"].attempts, "the message never reached the domain that hangs"
+        w.relay.kill()
+        refuse["on"] = False
+        w["hang"].reply_delay = 0.0
+        before = len(w["hang"].messages)
+        w.relay.start()
+        got = w["hang"].wait_for(before + 1, timeout=30)[-1]
+        h.assert_delivered(got, content, mail_from=h.SENDER, rcpts=[r2])
+        h.assert_delivered(w["slow"].wait_for(1, timeout=30)[0], content, mail_from=h.SENDER,
+                           rcpts=[r1])
+        w.bounce.assert_no_messages(1.0, expect=0)
 
 
 # --------------------------------------------------------------------------
