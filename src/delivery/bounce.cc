@@ -273,7 +273,9 @@ std::string notification(const bounce_request& r, bool utf8) {
        "");
   for (const bounced_recipient& rcpt : r.recipients) {
     out.append("\r\n");
-    wrap(out, "", "<" + clean_text(rcpt.address, utf8) + ">:", indent);
+    std::string who = "<";
+    who.append(clean_text(rcpt.address, utf8)).append(">:");
+    wrap(out, "", who, indent);
     wrap(out, indent, explanation(rcpt, r, utf8), indent);
   }
   return out;
@@ -358,13 +360,21 @@ std::string top_fields(const bounce_request& r, bool utf8) {
   char date[40];
   util::format_rfc5322_date(r.now, date);
   std::string m;
-  field(m, "From", "Mail Delivery System <MAILER-DAEMON@" + clean_host(r.reporting_mta) + ">");
-  field(m, "To", "<" + clean_text(r.sender, utf8) + ">");
+  // Strings built by append: GCC 12's -Wrestrict misfires on
+  // "literal" + std::string at -O3.
+  std::string from = "Mail Delivery System <MAILER-DAEMON@";
+  from.append(clean_host(r.reporting_mta)).append(">");
+  field(m, "From", from);
+  std::string to = "<";
+  to.append(clean_text(r.sender, utf8)).append(">");
+  field(m, "To", to);
   field(m, "Subject", "Undelivered Mail Returned to Sender");
   field(m, "Date", date);
-  field(m, "Message-ID",
-        "<" + util::format_queue_id(r.queue_id) + "." + std::to_string(r.sequence) + "." +
-            std::to_string(r.now) + ".bounce@" + clean_host(r.message_id_domain) + ">");
+  std::string id = "<";
+  id.append(util::format_queue_id(r.queue_id)).append(".").append(std::to_string(r.sequence));
+  id.append(".").append(std::to_string(r.now)).append(".bounce@");
+  id.append(clean_host(r.message_id_domain)).append(">");
+  field(m, "Message-ID", id);
   // RFC 3834 5: generated in response to a message; no auto-reply to it.
   field(m, "Auto-Submitted", "auto-replied");
   field(m, "MIME-Version", "1.0");

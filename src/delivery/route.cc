@@ -156,9 +156,9 @@ std::string route_target::describe() const {
     port = ntohs(sin6.sin6_port);
   }
   // An address literal is its own address: "[192.0.2.1]:25".
-  if (!host.empty() && host.front() == '[')
-    return "[" + std::string(ip) + "]:" + std::to_string(port);
-  return host + "[" + ip + "]:" + std::to_string(port);
+  std::string out = !host.empty() && host.front() == '[' ? std::string() : host;
+  out.append("[").append(ip).append("]:").append(std::to_string(port));
+  return out;
 }
 
 std::string recipient_domain(std::string_view address) {

@@ -789,6 +789,7 @@ std::size_t service::queued_count() const {
 }
 
 destination& service::destination_for(const std::string& key) {
+  if (_relay_destination) return *_relay_destination;
   auto& slot = _destinations[key];
   if (!slot) {
     slot = std::make_unique<destination>();
@@ -802,6 +803,7 @@ destination& service::destination_for(const std::string& key) {
       t.addr_len = _cfg.delivery.relayhost_addr_len;
       slot->current.status = route_status::ok;
       slot->current.targets.push_back(std::move(t));
+      _relay_destination = slot.get();
     }
   }
   return *slot;
@@ -814,8 +816,17 @@ void service::enqueue(spool::stored_message&& m) {
   // The jobs: pending recipients grouped by destination, in first-seen order.
   bool by_mx = _cfg.delivery.relayhost_addr_len == 0;
   std::vector<std::unique_ptr<queued>> jobs;
-  for (auto idx : msg.pending) {
-    std::string key = by_mx ? recipient_domain(msg.env.recipients[idx]) : std::string();
+  if (!by_mx && !msg.pending.empty()) {
+    // One destination: one job with every pending recipient.
+    auto q = std::make_unique<queued>();
+    q->state = state;
+    q->rcpts = msg.pending;
+    q->attempts = msg.attempts;
+    q->next_attempt = msg.next_attempt;
+    jobs.push_back(std::move(q));
+  }
+  for (auto idx : by_mx ? msg.pending : std::vector<std::uint32_t>()) {
+    std::string key = recipient_domain(msg.env.recipients[idx]);
     auto it = std::find_if(jobs.begin(), jobs.end(),
                            [&](const auto& j) { return j->destination == key; });
     if (it == jobs.end()) {
@@ -1169,7 +1180,8 @@ void service::tick(std::int64_t now_ms) {
     // cache), unless they rest after a failure.
     std::erase_if(_destinations, [&](const auto& kv) {
       const auto& d = *kv.second;
-      return d.ready.empty() && d.connections.empty() && !d.resolving && now_ms >= d.down_until_ms;
+      return !d.fixed && d.ready.empty() && d.connections.empty() && !d.resolving &&
+             now_ms >= d.down_until_ms;
     });
   }
   for (auto& [key, d] : _destinations)

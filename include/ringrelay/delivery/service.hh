@@ -119,6 +119,7 @@ class service {
   std::mt19937 _rng;
   std::function<util::queue_id()> _next_id;
   std::unordered_map<std::string, std::unique_ptr<destination>> _destinations;
+  destination* _relay_destination = nullptr;  // the relay host's, when one is set
   std::multimap<std::int64_t, std::unique_ptr<queued>> _deferred;  // by wall seconds
   std::vector<std::unique_ptr<bounce_write>> _bounces;
   std::int64_t _last_expiry_check_ms = 0;
