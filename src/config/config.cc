@@ -492,30 +492,12 @@ dns_config read_dns(const context& ctx, const json_value& v) {
   return d;
 }
 
-// An SPF include name: a domain name whose labels may also hold "_"
-// ("_spf.example.com", RFC 8553 underscored names).
-bool spf_name_ok(std::string_view name) {
-  if (name.size() > 253) return false;
-  std::size_t label = 0;
-  for (char c : name) {
-    if (c == '.') {
-      if (label == 0) return false;
-      label = 0;
-      continue;
-    }
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_';
-    if (!ok || ++label > 63) return false;
-  }
-  return label != 0;
-}
-
 sender_verify_config read_sender_verify(const context& ctx, const json_value& v) {
   section s(ctx, v, "sender_verify", {"enabled", "allow_reserved", "spf_include"});
   sender_verify_config sv;
   s.boolean("enabled", sv.enabled);
   s.string("spf_include", sv.spf_include);
-  if (!sv.spf_include.empty() && !spf_name_ok(sv.spf_include))
+  if (!sv.spf_include.empty() && !util::valid_dns_name(sv.spf_include))
     ctx.fail(*s.get("spf_include"), s.path("spf_include"),
              "not a domain name (labels of letters, digits, hyphens and underscores, separated "
              "by dots, such as \"_spf.relay.example\")");

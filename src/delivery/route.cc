@@ -8,17 +8,14 @@
 #include <ringrelay/delivery/route.hh>
 #include <ringrelay/dns/resolver.hh>
 #include <ringrelay/reactor/loop.hh>
+#include <ringrelay/util/hostname.hh>
 
 namespace ringrelay::delivery {
 namespace {
 
-char lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
+// Lower case, without a final dot: how names are compared.
 std::string lowered(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = lower(c);
+  std::string out = util::ascii_lowered(s);
   if (!out.empty() && out.back() == '.') out.pop_back();
   return out;
 }

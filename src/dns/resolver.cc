@@ -7,6 +7,7 @@
 #include <ringrelay/dns/resolver.hh>
 #include <ringrelay/log/log.hh>
 #include <ringrelay/util/clock.hh>
+#include <ringrelay/util/hostname.hh>
 #include <stdexcept>
 
 namespace ringrelay::dns {
@@ -37,24 +38,6 @@ std::string normalise(std::string_view name) {
   for (char& c : out)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   return out;
-}
-
-// Letters, digits, "-" and "_" (service labels such as _dmarc), labels of
-// 1 to 63 octets, 253 in all: anything else would need escaping, which no
-// name ringrelay looks up has.
-bool valid_query_name(std::string_view name) {
-  if (name.empty() || name.size() > 253) return false;
-  std::size_t label = 0;
-  for (char c : name) {
-    if (c == '.') {
-      if (label == 0) return false;
-      label = 0;
-      continue;
-    }
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-    if (!ok || ++label > 63) return false;
-  }
-  return label != 0;
 }
 
 std::string join(const std::vector<std::string>& parts) {
@@ -200,7 +183,8 @@ resolver::~resolver() {
 void resolver::lookup(std::string_view name, rr_type type, lookup_callback cb) {
   ++_stats.lookups;
   std::string qname = normalise(name);
-  if (!valid_query_name(qname)) {
+  // Anything else would need escaping, which no name ringrelay looks up has.
+  if (!util::valid_dns_name(qname)) {
     deliver(std::move(cb), failure(lookup_status::error, "not a valid DNS name"));
     return;
   }

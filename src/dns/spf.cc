@@ -3,19 +3,13 @@
 #include <algorithm>
 #include <memory>
 #include <ringrelay/dns/spf.hh>
+#include <ringrelay/util/hostname.hh>
 
 namespace ringrelay::dns {
 namespace {
 
-char lower(char c) {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-std::string lowered(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = lower(c);
-  return out;
-}
+using util::ascii_lower;
+using util::ascii_lowered;
 
 bool alpha(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
@@ -82,17 +76,18 @@ outcome check_macro_string(std::string_view s, bool& ends_in_macro) {
     if (close == std::string_view::npos) return fail(i, "the macro has no closing \"}\"");
     const std::string_view body = s.substr(i + 2, close - i - 2);
     const std::string_view macro = s.substr(i, close - i + 1);
-    if (body.empty() || std::string_view("slodiphcrtv").find(lower(body[0])) == std::string::npos)
+    if (body.empty() ||
+        std::string_view("slodiphcrtv").find(ascii_lower(body[0])) == std::string::npos)
       return fail(i, quoted(macro) +
                          " is not a macro: the letter after %{ is one of s l o d i p h v "
                          "(RFC 7208 7.1)");
-    if (std::string_view("crt").find(lower(body[0])) != std::string::npos)
+    if (std::string_view("crt").find(ascii_lower(body[0])) != std::string::npos)
       return fail(i, quoted(macro) +
                          ": the macro letters c, r and t are for exp text only "
                          "(RFC 7208 7.3)");
     std::size_t j = 1;
     while (j < body.size() && digit(body[j])) ++j;
-    if (j < body.size() && lower(body[j]) == 'r') ++j;
+    if (j < body.size() && ascii_lower(body[j]) == 'r') ++j;
     for (; j < body.size(); ++j)
       if (std::string_view(".-+,/_=").find(body[j]) == std::string::npos)
         return fail(i, quoted(macro) +
@@ -317,7 +312,7 @@ outcome parse_term(std::string_view text, spf_term& t) {
   }
   const std::size_t skip = qualified ? 1 : 0;
   const auto end = body.find_first_of(":/=");
-  const std::string name = lowered(body.substr(0, end));
+  const std::string name = ascii_lowered(body.substr(0, end));
   if (name.empty())
     return fail(skip, qualified ? "a qualifier needs a mechanism after it, as in -all"
                                 : "the term has no name before " + quoted(body.substr(0, 1)));
@@ -472,7 +467,7 @@ bool spf_term::queries_dns() const {
 }
 
 bool is_spf(std::string_view txt) {
-  return txt.size() >= 6 && lowered(txt.substr(0, 6)) == "v=spf1" &&
+  return txt.size() >= 6 && ascii_lowered(txt.substr(0, 6)) == "v=spf1" &&
          (txt.size() == 6 || txt[6] == ' ');
 }
 
@@ -548,7 +543,7 @@ unsigned own_lookups(const spf_record& r) {
 
 std::string spf_name(std::string_view domain) {
   if (domain.ends_with('.')) domain.remove_suffix(1);
-  return lowered(domain);
+  return ascii_lowered(domain);
 }
 
 spf_report spf_start(std::string_view domain, const lookup_result& txt) {
