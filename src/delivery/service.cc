@@ -189,6 +189,8 @@ class upstream final : public reactor::owner {
   }
   bool busy() const { return _current != nullptr; }
   bool closing() const { return _closing; }
+  // QUIT sent (idle, or its message quota used): it takes no more work.
+  bool quitting() const { return _session.state() == session_state::quit; }
 
   void start(std::unique_ptr<queued> q) {
     _current = std::move(q);
@@ -883,7 +885,9 @@ void service::dispatch(destination& d) {
         idle = c.get();
         break;
       }
-      if (!c->busy() && !c->closing()) ++connecting;
+      // Connections on their way to ready will take a job; one that has
+      // sent QUIT will not (its peer may take long to answer it).
+      if (!c->busy() && !c->closing() && !c->quitting()) ++connecting;
     }
     if (idle) {
       auto q = std::move(d.ready.front());

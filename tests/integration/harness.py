@@ -514,6 +514,8 @@ class _SinkProtocol(asyncio.Protocol):
         elif verb == "NOOP":
             self.reply("250 2.0.0 Ok")
         elif verb == "QUIT":
+            if self.sink.ignore_quit:
+                return
             self.reply("221 2.0.0 Bye")
             self.t.close()
         else:
@@ -577,13 +579,16 @@ class RecordingSink:
     greeting(conn_number) -> None for the normal 220, or (code, "x.y.z
     text") to greet with that reply and close the connection at once (conn
     numbers count from 1 per sink); `refused_greetings` counts those.
+    ignore_quit: never answer QUIT and keep the connection open (a peer
+    that hangs at the end of a session).
     """
 
     def __init__(self, host: Optional[str] = None, port: Optional[int] = None,
                  policy: Optional[Policy] = None, rcpt_policy=None, chunking: bool = False,
                  hostname: str = "sink.test", start: bool = True, reply_delay: float = 0.0,
                  eight_bit_mime: bool = True, smtputf8: bool = True,
-                 greeting: Optional[Callable[[int], Optional[tuple]]] = None):
+                 greeting: Optional[Callable[[int], Optional[tuple]]] = None,
+                 ignore_quit: bool = False):
         self.host = host or sink_ip()
         self.port = port or free_port(self.host)
         self.policy = policy
@@ -594,6 +599,7 @@ class RecordingSink:
         self.eight_bit_mime = eight_bit_mime
         self.smtputf8 = smtputf8
         self.greeting = greeting
+        self.ignore_quit = ignore_quit
         self.refused_greetings = 0
         self.errors: list = []
         self.rcpt_refusals: list = []

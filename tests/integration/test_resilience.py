@@ -252,3 +252,22 @@ def test_upstream_550_is_final_and_logged():
             f"the failure line lacks the recipient or the upstream reply: {failed[0]}"
         assert f"to=<{h.SENDER}>" in failed[1], f"the bounce's failure line: {failed[1]}"
         assert " deferred id=" not in log, "a permanent failure was deferred"
+
+
+def test_a_connection_waiting_for_its_quit_reply_does_not_hold_up_new_mail():
+    """messages_per_connection 1 and an upstream that never answers QUIT:
+    each connection, its message sent, waits for the 221 until
+    command_timeout (5 minutes). The next message must not wait for it: a
+    connection that has sent QUIT takes no more work, so a new one opens."""
+    with relay_with_sink(sink_kwargs={"ignore_quit": True}, shards=1,
+                         config={"delivery": {"messages_per_connection": 1}}) as (relay, sink):
+        first = h.make_message(900, tag="before-quit")
+        h.smtplib_send(relay, h.SENDER, [h.rcpt(1)], first)
+        h.assert_delivered(sink.wait_for(1)[0], h.smtplib_content(first))
+        deadline = time.time() + 10
+        while time.time() < deadline and "QUIT" not in sink.transcript_tail(50):
+            time.sleep(0.05)
+        assert "QUIT" in sink.transcript_tail(50), "the relay never sent QUIT after its one message"
+        second = h.make_message(900, tag="after-quit")
+        h.smtplib_send(relay, h.SENDER, [h.rcpt(2)], second)
+        h.assert_delivered(sink.wait_for(2, timeout=20)[1], h.smtplib_content(second))
