@@ -818,29 +818,26 @@ void service::enqueue(spool::stored_message&& m) {
   // The jobs: pending recipients grouped by destination, in first-seen order.
   bool by_mx = _cfg.delivery.relayhost_addr_len == 0;
   std::vector<std::unique_ptr<queued>> jobs;
-  if (!by_mx && !msg.pending.empty()) {
-    // One destination: one job with every pending recipient.
+  auto new_job = [&](std::string key) {
     auto q = std::make_unique<queued>();
     q->state = state;
-    q->rcpts = msg.pending;
+    q->destination = std::move(key);
     q->attempts = msg.attempts;
     q->next_attempt = msg.next_attempt;
     jobs.push_back(std::move(q));
-  }
-  for (auto idx : by_mx ? msg.pending : std::vector<std::uint32_t>()) {
-    std::string key = recipient_domain(msg.env.recipients[idx]);
-    auto it = std::find_if(jobs.begin(), jobs.end(),
-                           [&](const auto& j) { return j->destination == key; });
-    if (it == jobs.end()) {
-      auto q = std::make_unique<queued>();
-      q->state = state;
-      q->destination = std::move(key);
-      q->attempts = msg.attempts;
-      q->next_attempt = msg.next_attempt;
-      jobs.push_back(std::move(q));
-      it = jobs.end() - 1;
+    return jobs.back().get();
+  };
+  if (!by_mx) {
+    // One destination: one job with every pending recipient.
+    if (!msg.pending.empty()) new_job({})->rcpts = msg.pending;
+  } else {
+    for (auto idx : msg.pending) {
+      std::string key = recipient_domain(msg.env.recipients[idx]);
+      auto it = std::find_if(jobs.begin(), jobs.end(),
+                             [&](const auto& j) { return j->destination == key; });
+      queued* q = it == jobs.end() ? new_job(std::move(key)) : it->get();
+      q->rcpts.push_back(idx);
     }
-    (*it)->rcpts.push_back(idx);
   }
   state->jobs = jobs.size();
   if (jobs.empty()) {

@@ -26,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include "../unit/delivery/wire_form.hh"
 #include "fuzz_input.hh"
 
 namespace ringrelay::delivery {
@@ -48,19 +49,9 @@ std::vector<std::string_view> fields_of(std::string_view in) {
 
 // Checks the wire form and returns the body unstuffed.
 std::string unstuff(std::string_view wire) {
-  std::string plain;
-  check(wire.ends_with("\r\n"));
-  while (!wire.empty()) {
-    const std::size_t end = wire.find("\r\n");
-    std::string_view line = wire.substr(0, end);
-    check(line.find_first_of("\r\n") == std::string_view::npos && line.size() <= 998);
-    if (line.starts_with(".")) {
-      check(line.starts_with(".."));
-      line.remove_prefix(1);
-    }
-    plain.append(line).append("\r\n");
-    wire.remove_prefix(end + 2);
-  }
+  std::string problem;
+  std::string plain = test::unstuff(wire, problem);
+  check(problem.empty());
   return plain;
 }
 

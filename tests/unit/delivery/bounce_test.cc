@@ -5,8 +5,6 @@
 // part. The body is checked as the spool's DATA wire form: CRLF lines of at
 // most 998 octets, dot-stuffed.
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <time.h>
 
 #include <algorithm>
 #include <optional>
@@ -14,6 +12,9 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "time_zone.hh"
+#include "wire_form.hh"
 
 namespace ringrelay::delivery {
 namespace {
@@ -42,27 +43,11 @@ struct parsed {
   std::string epilogue;
 };
 
-// The wire form's promises: CRLF line ends only, at most 998 octets a line,
-// every line starting with "." stuffed. Returns the body unstuffed.
+// The wire form's promises hold (test::unstuff); the body unstuffed.
 std::string unstuff(std::string_view wire) {
-  std::string plain;
-  EXPECT_TRUE(wire.ends_with("\r\n"));
-  while (!wire.empty()) {
-    const std::size_t end = wire.find("\r\n");
-    if (end == std::string_view::npos) {
-      ADD_FAILURE() << "no CRLF at the end";
-      break;
-    }
-    std::string_view line = wire.substr(0, end);
-    EXPECT_EQ(line.find_first_of("\r\n"), std::string_view::npos) << "bare CR or LF: " << line;
-    EXPECT_LE(line.size(), 998u);
-    if (line.starts_with(".")) {
-      EXPECT_TRUE(line.starts_with("..")) << "unstuffed dot: " << line;
-      line.remove_prefix(1);
-    }
-    plain.append(line).append("\r\n");
-    wire.remove_prefix(end + 2);
-  }
+  std::string problem;
+  std::string plain = test::unstuff(wire, problem);
+  EXPECT_EQ(problem, "");
   return plain;
 }
 
@@ -255,24 +240,10 @@ std::string unwrapped(std::string text) {
   return text;
 }
 
-// Sets TZ for one test and puts the old value back.
-class bounce : public ::testing::Test {
+// Every bounce test runs in UTC.
+class bounce : public test::time_zone {
  protected:
-  void SetUp() override {
-    if (const char* tz = ::getenv("TZ")) _saved = tz;
-    ::setenv("TZ", "UTC0", 1);
-    ::tzset();
-  }
-  void TearDown() override {
-    if (_saved)
-      ::setenv("TZ", _saved->c_str(), 1);
-    else
-      ::unsetenv("TZ");
-    ::tzset();
-  }
-
- private:
-  std::optional<std::string> _saved;
+  void SetUp() override { use("UTC0"); }
 };
 
 TEST_F(bounce, a_rejected_recipient_gives_this_report) {

@@ -2,8 +2,6 @@
 // with its numeric zone, and that client-supplied text cannot add lines or
 // break the field's syntax.
 #include <gtest/gtest.h>
-#include <stdlib.h>
-#include <time.h>
 
 #include <algorithm>
 #include <optional>
@@ -12,35 +10,14 @@
 #include <string>
 #include <vector>
 
+#include "time_zone.hh"
+
 namespace ringrelay::delivery {
 namespace {
 
 constexpr std::int64_t at = 1'700'000'000;  // Tue, 14 Nov 2023 22:13:20 UTC
 
-// Sets TZ for one test and puts the old value back.
-class time_zone : public ::testing::Test {
- protected:
-  void TearDown() override {
-    if (_saved)
-      ::setenv("TZ", _saved->c_str(), 1);
-    else
-      ::unsetenv("TZ");
-    ::tzset();
-  }
-  void use(const char* tz) {
-    if (!_touched) {
-      const char* old = ::getenv("TZ");
-      if (old) _saved = old;
-      _touched = true;
-    }
-    ::setenv("TZ", tz, 1);
-    ::tzset();  // localtime_r reads TZ only once unless told
-  }
-
- private:
-  std::optional<std::string> _saved;
-  bool _touched = false;
-};
+using test::time_zone;
 
 spool::stored_message message(std::vector<std::string> recipients) {
   spool::stored_message m;

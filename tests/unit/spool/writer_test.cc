@@ -214,6 +214,20 @@ class rig {
     });
   }
 
+  // Sends one message and runs until its commit is done: what was stored,
+  // or nothing (and a test failure) when the commit failed or never ended.
+  std::optional<stored_message> store(const test_message& m) {
+    std::deque<outcome> outs(1);
+    send(m, outs[0]);
+    if (!run_until_called(outs)) {
+      ADD_FAILURE() << "the commit never completed";
+      return std::nullopt;
+    }
+    EXPECT_EQ(outs[0].err, 0);
+    if (outs[0].err != 0) return std::nullopt;
+    return std::move(outs[0].msg);
+  }
+
   // Streams a message's body in (as a session does) and commits it.
   void send(const test_message& m, outcome& out) {
     auto h = spool.begin(m.id);
@@ -629,11 +643,9 @@ TEST(writer, a_body_longer_than_a_record_splits_into_full_records) {
   for (std::uint32_t i = 0; i < 40; ++i)  // 40 x 65,002 octets: 2.48 MiB
     m.pieces.push_back({i ? crlf : no_prefix, random_octets(65'000 + (i ? 0 : 2), 31 + i)});
   m.env.wire_size = m.body().size();
-  std::deque<outcome> outs(1);
-  r.send(m, outs[0]);
-  ASSERT_TRUE(r.run_until_called(outs));
-  ASSERT_EQ(outs[0].err, 0);
-  const stored_message& s = *outs[0].msg;
+  const auto stored = r.store(m);
+  ASSERT_TRUE(stored);
+  const stored_message& s = *stored;
   expect_stored(dir.path(), m, s);
   ASSERT_EQ(s.body.size(), 3u);
   EXPECT_EQ(s.body[0].length, max_body_payload);
@@ -651,11 +663,9 @@ TEST(writer, a_record_holds_at_most_max_record_pieces_slices) {
   test_message m = make_message(32, 1, {});
   for (std::uint32_t i = 0; i < 300; ++i) m.pieces.push_back({no_prefix, random_octets(1000, i)});
   m.env.wire_size = m.body().size();
-  std::deque<outcome> outs(1);
-  r.send(m, outs[0]);
-  ASSERT_TRUE(r.run_until_called(outs));
-  ASSERT_EQ(outs[0].err, 0);
-  const stored_message& s = *outs[0].msg;
+  const auto stored = r.store(m);
+  ASSERT_TRUE(stored);
+  const stored_message& s = *stored;
   expect_stored(dir.path(), m, s);
   ASSERT_EQ(s.body.size(), 2u);
   EXPECT_EQ(s.body[0].length, max_record_pieces * 1000);
@@ -671,13 +681,11 @@ TEST(writer, records_are_smaller_in_small_segments) {
   rig r(dir.path(), min_segment, 64, 4096);
   r.spool.open();
   test_message m = sized_message(33, 50 * 4096 + 17, 4096);
-  std::deque<outcome> outs(1);
-  r.send(m, outs[0]);
-  ASSERT_TRUE(r.run_until_called(outs));
-  ASSERT_EQ(outs[0].err, 0);
-  expect_stored(dir.path(), m, *outs[0].msg);
-  EXPECT_EQ(outs[0].msg->body.size(), 4u);
-  expect_records(dir.path(), *outs[0].msg, min_segment / 16);
+  const auto stored = r.store(m);
+  ASSERT_TRUE(stored);
+  expect_stored(dir.path(), m, *stored);
+  EXPECT_EQ(stored->body.size(), 4u);
+  expect_records(dir.path(), *stored, min_segment / 16);
 }
 
 // Pieces wait for the end of their turn, no longer: each turn's pieces
