@@ -267,6 +267,7 @@ class upstream final : public reactor::owner {
     if (res < 0) return fail_connect(std::string("socket: ") + strerror(-res));
     _fd = res;
     const auto& d = _svc._cfg.delivery;
+    _svc._loop.reserve(2);
     io_uring_sqe* s = _svc._loop.sqe();
     io_uring_prep_connect(s, _fd, reinterpret_cast<const sockaddr*>(&_addr), _addr_len);
     s->flags |= IOSQE_IO_LINK;
@@ -510,6 +511,7 @@ class upstream final : public reactor::owner {
       parts.push_back(
           next_part(_pipe_slots * page_size - static_cast<std::uint32_t>(at % page_size)));
     }
+    _svc._loop.reserve(static_cast<unsigned>(2 * parts.size()));
     for (std::size_t i = 0; i < parts.size(); ++i) {
       const auto& x = parts[i];
       int seg = _svc._spool.segment_fd(x.segment);

@@ -89,6 +89,10 @@ io_uring_sqe* loop::sqe() {
   return s;
 }
 
+void loop::reserve(unsigned n) {
+  if (io_uring_sq_space_left(&_ring) < n) io_uring_submit(&_ring);
+}
+
 std::uint32_t loop::add_owner(owner* o) {
   std::uint32_t idx;
   if (!_free.empty()) {

@@ -415,6 +415,7 @@ void client::connect() {
   int one = 1;
   // Commands and the end of data are small writes the server waits for.
   setsockopt(_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  _w.loop().reserve(2);
   io_uring_sqe* s = _w.loop().sqe();
   io_uring_prep_connect(s, _fd, reinterpret_cast<const sockaddr*>(&addr), _opt.server_addr_len);
   s->flags |= IOSQE_IO_LINK;

@@ -54,6 +54,10 @@ class loop {
 
   // A submission entry; submits the queue first when it is full. Never null.
   io_uring_sqe* sqe();
+  // Makes room for `n` entries in a row (submitting first if needed), so a
+  // linked chain is never split by an early submission: a split chain's
+  // later entries would run unordered.
+  void reserve(unsigned n);
 
   std::uint32_t add_owner(owner* o);
   void remove_owner(std::uint32_t slot);

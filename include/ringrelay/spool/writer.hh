@@ -14,7 +14,16 @@
 // fdatasync that covers every record of the message has completed. One
 // fdatasync serves every commit that arrived while the previous one ran
 // (group commit). Writes and syncs are ordered by their completions, never
-// assumed: a sync is issued only once every earlier write has completed.
+// assumed: a sync is issued only once every earlier write has completed, or
+// linked behind the write it must follow.
+//
+// Every record issued in a loop turn (bodies, commits, state records of
+// many messages) lies end to end in the current segment: they go out as one
+// writev at the end of the turn (`flush`; a new one per segment and per
+// IOV_MAX slices), which the kernel runs as one task. When that run carries
+// commits, nothing earlier is still in flight and no sync is running, the
+// fdatasync is linked behind it and runs in the same task, so a commit costs
+// one hand-off to the kernel's workers instead of two.
 //
 // Failure: a failed write or sync fails every message it covered (the
 // callback gets the negative errno, the session answers 451/452) and is
@@ -98,9 +107,10 @@ class writer final : public reactor::owner {
   // body record, which is written when full or by the next `flush`.
   void append_body(message_handle h, std::span<const char> prefix, std::span<const char> data,
                    reactor::buffer_source& source, std::uint16_t buffer_id);
-  // Writes every pending body record. Call it at the end of each loop turn,
-  // after everything that may append body octets in that turn (app/shard.cc
-  // registers it after the SMTP server's turn end).
+  // Writes every pending body record, then submits the turn's records. Call
+  // it at the end of each loop turn, after everything that may append body
+  // octets or records in that turn (app/shard.cc registers it last, after the
+  // SMTP server's turn end).
   void flush();
   // Drops a message that will not be committed: its pending octets are
   // released unwritten, its written records become garbage.
@@ -162,8 +172,15 @@ class writer final : public reactor::owner {
     std::vector<piece> pieces;  // payload of a body record
     std::string owned;          // payload of commit and state records
     std::vector<iovec> iov;
+    std::uint64_t offset = 0;  // of the record in its segment
     std::uint64_t number = 0;
     message_handle msg = none;
+    // The first record of a run holds the run: its members (itself first)
+    // and, for several members, their slices in one array.
+    std::vector<std::uint32_t> run;
+    std::vector<iovec> run_iov;
+    bool sync_linked = false;  // a linked fdatasync follows its run
+    bool issued = false;       // placed in a segment (not in the backlog)
     bool in_use = false;
   };
   struct open_message {
@@ -198,7 +215,11 @@ class writer final : public reactor::owner {
   void drop_batch(message_handle h);
   void submit_record(std::uint32_t op_index);
   bool issue(std::uint32_t op_index);  // false: no segment space yet
-  void write_completed(std::uint32_t op_index, int res);
+  void submit_run();
+  bool can_link_sync(std::uint64_t first_number, std::uint64_t segment) const;
+  void run_completed(std::uint32_t first_op, int res);
+  void record_written(std::uint32_t op_index, int res);
+  void start_sync(std::uint64_t covers);
   void maybe_sync();
   void sync_completed(int res);
   void fail_message(message_handle h, int err);
@@ -234,6 +255,11 @@ class writer final : public reactor::owner {
   std::deque<write_op> _ops;  // stable addresses: each op is a ring owner
   std::vector<std::uint32_t> _free_ops;
   std::deque<std::uint32_t> _backlog;  // records waiting for segment space
+  // Records issued this turn, end to end in `_run_segment`: one writev at
+  // the end of the turn (submit_run).
+  std::vector<std::uint32_t> _run;
+  std::uint64_t _run_segment = 0;
+  std::size_t _run_iovs = 0;
   std::uint64_t _next_write = 1;
   std::uint64_t _completed_upto = 0;  // every write <= this has completed
   std::set<std::uint64_t> _completed_later;

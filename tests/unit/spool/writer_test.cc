@@ -4,6 +4,7 @@
 // rollover and deletion, and that every receive buffer handed to the
 // writer comes back.
 #include <gtest/gtest.h>
+#include <limits.h>
 #include <stdlib.h>
 
 #include <algorithm>
@@ -187,7 +188,7 @@ class rig {
     loop.on_turn_end([this] {
       spool.flush();
       buffers.publish();
-      count_queued_syncs();
+      count_queued();
       if (_until && _until()) loop.stop();
     });
   }
@@ -262,6 +263,10 @@ class rig {
   // so every SQE prepared during a turn is still there (the ring is large
   // enough that `loop::sqe()` never submits early).
   unsigned queued_syncs() const { return _queued_syncs; }
+  // Of those, the ones linked behind a writev (they run right after it).
+  unsigned linked_syncs() const { return _linked_syncs; }
+  // writevs the writer queued, counted the same way.
+  unsigned queued_writes() const { return _queued_writes; }
 
   reactor::loop loop;
   reactor::buffer_pool buffers;
@@ -282,11 +287,17 @@ class rig {
     return id;
   }
 
-  void count_queued_syncs() {
+  void count_queued() {
     const io_uring_sq& sq = loop.ring()->sq;
+    bool after_linked_write = false;
     for (unsigned i = sq.sqe_head; i != sq.sqe_tail; ++i) {
       const io_uring_sqe& s = sq.sqes[i & sq.ring_mask];
-      if (s.opcode == IORING_OP_FSYNC && (s.fsync_flags & IORING_FSYNC_DATASYNC)) ++_queued_syncs;
+      if (s.opcode == IORING_OP_WRITEV) ++_queued_writes;
+      if (s.opcode == IORING_OP_FSYNC && (s.fsync_flags & IORING_FSYNC_DATASYNC)) {
+        ++_queued_syncs;
+        if (after_linked_write) ++_linked_syncs;
+      }
+      after_linked_write = s.opcode == IORING_OP_WRITEV && (s.flags & IOSQE_IO_LINK);
     }
   }
 
@@ -296,6 +307,8 @@ class rig {
   bool _out_of_ticks = false;
   std::uint32_t _next_buffer = 0;
   unsigned _queued_syncs = 0;
+  unsigned _linked_syncs = 0;
+  unsigned _queued_writes = 0;
 };
 
 void expect_stored(const std::string& dir, const test_message& want, const stored_message& got) {
@@ -360,6 +373,51 @@ TEST(writer, commits_of_one_turn_are_all_acknowledged_with_fewer_fdatasyncs) {
   EXPECT_GE(r.queued_syncs(), 1u);
   EXPECT_LT(r.queued_syncs(), n) << "each commit had its own fdatasync: no group commit";
   EXPECT_EQ(r.buffers.available(), r.buffers.count());
+}
+
+// The records of one turn lie end to end: one writev carries them all, with
+// the fdatasync linked behind it; past IOV_MAX slices, more writevs.
+TEST(writer, a_turns_records_go_out_in_one_writev_with_the_sync_linked_behind) {
+  for (std::size_t n : {std::size_t{40}, std::size_t{400}}) {
+    temp_spool dir;
+    rig r(dir.path(), roomy_segment, 512);
+    r.spool.open();
+    ASSERT_TRUE(r.run_turns(1));
+    unsigned writes_before = r.queued_writes(), syncs_before = r.queued_syncs();
+    std::vector<test_message> msgs;
+    std::deque<outcome> outs(n);
+    for (std::size_t i = 0; i < n; ++i) msgs.push_back(sized_message(100 + i, 300 + 7 * i, 4096));
+    // All in one turn, inside the loop: the rig counts what a turn queued.
+    r.loop.defer([&] {
+      for (std::size_t i = 0; i < n; ++i) r.send(msgs[i], outs[i]);
+    });
+    ASSERT_TRUE(r.run_until_called(outs));
+    for (std::size_t i = 0; i < n; ++i) {
+      ASSERT_EQ(outs[i].err, 0) << i;
+      expect_stored(dir.path(), msgs[i], *outs[i].msg);
+    }
+    // Each message: a body record (header, its one slice, padding if any)
+    // and a commit record (header, payload, padding if any), packed into
+    // writevs of at most IOV_MAX slices.
+    unsigned want = 1;
+    std::size_t slices = 0;
+    for (const auto& m : msgs) {
+      for (std::size_t payload : {m.body().size(), encode(m.env).size()}) {
+        std::size_t mine = 2 + (padding_for(payload) ? 1 : 0);
+        if (slices + mine > IOV_MAX) {
+          ++want;
+          slices = 0;
+        }
+        slices += mine;
+      }
+    }
+    EXPECT_EQ(r.queued_writes() - writes_before, want) << n << " messages";
+    if (want == 1) {
+      EXPECT_EQ(r.queued_syncs() - syncs_before, 1u);
+      EXPECT_EQ(r.linked_syncs(), 1u) << "the sync waited for the write's completion";
+    }
+    EXPECT_EQ(r.buffers.available(), r.buffers.count());
+  }
 }
 
 TEST(writer, an_aborted_message_is_never_committed_nor_recovered) {
