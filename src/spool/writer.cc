@@ -752,9 +752,11 @@ void writer::close_all() {
   for (const auto& o : _ops) {
     if (!o.in_use || !o.issued) continue;
     auto it = _segments.find(o.segment);
-    if (it != _segments.end() && it->second.fd >= 0)
-      [[maybe_unused]] auto n = pwritev(it->second.fd, o.iov.data(),
-                                        static_cast<int>(o.iov.size()), static_cast<off_t>(o.offset));
+    if (it == _segments.end() || it->second.fd < 0) continue;
+    if (pwritev(it->second.fd, o.iov.data(), static_cast<int>(o.iov.size()),
+                static_cast<off_t>(o.offset)) < 0)
+      RR_ERROR("spool shard=%u write at exit failed segment=%llu: %s", _shard,
+               static_cast<unsigned long long>(o.segment), strerror(errno));
   }
   for (auto& [seq, seg] : _segments) {
     if (seg.fd < 0) continue;
