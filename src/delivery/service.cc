@@ -456,7 +456,8 @@ class upstream final : public reactor::owner {
   }
 
   // The body: [output (BDAT line)][Received header], then the stored
-  // extents, then body_sent() and the terminator from output().
+  // extents, then body_sent() and the terminator from output(). A body kept
+  // in memory goes in the same send as the header and the terminator.
   void begin_body() {
     _in_body = true;
     _extent = 0;
@@ -467,7 +468,29 @@ class upstream final : public reactor::owner {
     _sending.clear();
     if (!queue(out) || !queue(_header)) return;
     _sent = 0;
+    const auto& m = _current->msg();
+    if (m.body_copy) return send_body_copy(*m.body_copy);
+    RR_DEBUG("upstream body from the spool id=%s records=%zu",
+             util::format_queue_id(m.id).c_str(), m.body.size());
     _body_phase = body_phase::header;
+    submit_send();
+  }
+
+  void send_body_copy(const std::string& body) {
+    bool stuffing = _session.framing() == body_framing::data_stuffing_needed;
+    if (stuffing) {
+      _stuffed.clear();
+      dot_stuff(body, _at_line_start, _stuffed);
+    }
+    if (!queue(stuffing ? _stuffed : body)) return;
+    _in_body = false;
+    _body_phase = body_phase::none;
+    _session.body_sent(stuffing ? _at_line_start : true);
+    std::string end = std::move(_session.output());
+    _session.output().clear();
+    if (!queue(end)) return;
+    RR_DEBUG("upstream body from memory id=%s octets=%zu",
+             util::format_queue_id(_current->msg().id).c_str(), body.size());
     submit_send();
   }
 
@@ -1109,6 +1132,8 @@ void service::retry_later(std::unique_ptr<queued> q, std::string_view why) {
     RR_INFO("deferred id=%s to=<%s> attempts=%u retry_in=%us reply=\"%s\"", id,
             m.env.recipients[idx].c_str(), q->attempts, delay, std::string(why).c_str());
   _spool.record_deferred(m);
+  // Memory is for mail on its way out now; a retry reads the log.
+  _spool.drop_body_copy(m);
   auto at = q->next_attempt;
   _deferred.emplace(at, std::move(q));
 }

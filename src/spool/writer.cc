@@ -149,8 +149,35 @@ std::uint32_t writer::new_op() {
 
 void writer::append_body(message_handle h, std::span<const char> prefix, std::span<const char> data,
                          reactor::buffer_source& source, std::uint16_t buffer_id) {
+  copy_body(_messages[h], prefix);
+  copy_body(_messages[h], data);
   add_piece(h, prefix, nullptr, 0);
   add_piece(h, data, &source, buffer_id);
+}
+
+// Keeps the body in memory while it fits the message's limit and the
+// shard's budget; the first octet past either drops the copy for good.
+void writer::copy_body(open_message& m, std::span<const char> bytes) {
+  if (!m.copying || bytes.empty()) return;
+  if (m.copy.size() + bytes.size() > body_copy_limit ||
+      _copy_octets + bytes.size() > body_copy_budget) {
+    drop_copy(m);
+    return;
+  }
+  m.copy.append(bytes.data(), bytes.size());
+  _copy_octets += bytes.size();
+}
+
+void writer::drop_copy(open_message& m) {
+  _copy_octets -= m.copy.size();
+  std::string().swap(m.copy);
+  m.copying = false;
+}
+
+void writer::drop_body_copy(stored_message& m) {
+  if (!m.body_copy) return;
+  _copy_octets -= m.body_copy->size();
+  m.body_copy.reset();
 }
 
 // Adds octets to the message's pending body record, writing it out first
@@ -440,6 +467,7 @@ void writer::free_message_if_done(message_handle h) {
 
 void writer::abort(message_handle h) {
   drop_batch(h);
+  drop_copy(_messages[h]);
   _messages[h].aborted = true;
   free_message_if_done(h);
 }
@@ -533,6 +561,7 @@ void writer::sync_completed(int res) {
     open_message& m = _messages[w.msg];
     int err = m.error ? m.error : _sync_error;
     if (err) {
+      drop_copy(m);
       m.aborted = true;
       free_message_if_done(w.msg);
       w.done(err, nullptr);
@@ -542,6 +571,11 @@ void writer::sync_completed(int res) {
     w.stored.commit_segment = m.commit_segment;
     w.stored.commit_sequence = m.commit_sequence;
     w.stored.segments.assign(m.segments.begin(), m.segments.end());
+    if (m.copying) {
+      w.stored.body_copy = std::move(m.copy);
+      m.copy.clear();
+      m.copying = false;
+    }
     w.stored.pending.resize(w.stored.env.recipients.size());
     for (std::uint32_t r = 0; r < w.stored.pending.size(); ++r) w.stored.pending[r] = r;
     // The message's segments stay live until delivery releases it.
@@ -585,6 +619,7 @@ void writer::charges_saved(std::uint64_t sequence) {
 }
 
 void writer::release(const stored_message& m) {
+  if (m.body_copy) _copy_octets -= m.body_copy->size();
   for (auto seq : m.segments) {
     auto it = _segments.find(seq);
     if (it == _segments.end()) continue;

@@ -45,6 +45,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <ringrelay/reactor/buffer_pool.hh>
 #include <ringrelay/reactor/loop.hh>
 #include <ringrelay/spool/envelope.hh>
@@ -61,6 +62,14 @@ namespace ringrelay::spool {
 // Buffer slices gathered in one body record at most: bounds its writev.
 inline constexpr std::size_t max_record_pieces = 256;
 
+// Small bodies are also kept in memory from their arrival until delivery
+// (or a deferral) lets them go, so delivery sends them in one write with its
+// commands instead of reading the log: up to `body_copy_limit` octets a
+// message, `body_copy_budget` octets a shard. Past either, the body is read
+// back from the log, as after a restart.
+inline constexpr std::size_t body_copy_limit = 16 * 1024;
+inline constexpr std::size_t body_copy_budget = 8 * 1024 * 1024;
+
 // A committed message, as delivery sees it.
 struct stored_message {
   util::queue_id id = 0;
@@ -74,6 +83,9 @@ struct stored_message {
   // Segments this message keeps alive until `release` (body, commit, and
   // after a restart its state records); each counted once.
   std::vector<std::uint64_t> segments;
+  // The body as stored, when small enough to keep (body_copy_limit); else,
+  // after a restart and once dropped, absent: read it from `body`.
+  std::optional<std::string> body_copy;
 };
 
 class writer final : public reactor::owner {
@@ -129,6 +141,11 @@ class writer final : public reactor::owner {
   // The message is finished (every recipient delivered or failed): its
   // segments may be deleted once nothing older lives.
   void release(const stored_message& m);
+  // Lets go of the message's in-memory body (it waits for a retry): later
+  // attempts read it from the log.
+  void drop_body_copy(stored_message& m);
+  // Octets of body copies held (by open and committed messages).
+  std::size_t body_copy_octets() const { return _copy_octets; }
 
   // An open descriptor for segment `seq`, for splicing bodies out.
   int segment_fd(std::uint64_t seq) const;
@@ -197,6 +214,9 @@ class writer final : public reactor::owner {
     std::uint32_t batch_bytes = 0;
     bool listed = false;  // in _batched
     bool first = true;
+    // The body so far while it may still be kept in memory (copying).
+    std::string copy;
+    bool copying = true;
     bool aborted = false;
     bool in_use = false;
   };
@@ -230,6 +250,8 @@ class writer final : public reactor::owner {
   void next_segment_ready(int fd);
   void delete_dead_segments();
   void append_state(record_type t, util::queue_id id, std::string payload);
+  void copy_body(open_message& m, std::span<const char> bytes);
+  void drop_copy(open_message& m);
 
   reactor::loop& _loop;
   std::string _dir;
@@ -269,6 +291,7 @@ class writer final : public reactor::owner {
   std::vector<message_handle> _batched;  // messages with a pending body record
   std::uint32_t _batch_limit;            // payload octets of a body record
   std::deque<waiter> _waiting;
+  std::size_t _copy_octets = 0;  // in body copies, against body_copy_budget
 
   bool _sync_inflight = false;
   int _syncs_outstanding = 0;
