@@ -470,8 +470,8 @@ class upstream final : public reactor::owner {
     _sent = 0;
     const auto& m = _current->msg();
     if (m.body_copy) return send_body_copy(*m.body_copy);
-    RR_DEBUG("upstream body from the spool id=%s records=%zu",
-             util::format_queue_id(m.id).c_str(), m.body.size());
+    RR_DEBUG("upstream body from the spool id=%s records=%zu", util::format_queue_id(m.id).c_str(),
+             m.body.size());
     _body_phase = body_phase::header;
     submit_send();
   }

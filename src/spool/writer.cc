@@ -142,7 +142,6 @@ std::uint32_t writer::new_op() {
   o.pieces.clear();
   o.owned.clear();
   o.msg = none;
-  o.sync_linked = false;
   o.issued = false;
   return i;
 }
@@ -346,7 +345,6 @@ bool writer::issue(std::uint32_t i) {
 void writer::submit_run() {
   if (_run.empty()) return;
   write_op& f = _ops[_run.front()];
-  std::uint64_t last = _ops[_run.back()].number;
   const std::vector<iovec>* iov = &f.iov;
   if (_run.size() > 1) {
     f.run_iov.clear();
@@ -356,33 +354,10 @@ void writer::submit_run() {
   f.run.clear();
   f.run.swap(_run);
   _run_iovs = 0;
-  bool link = can_link_sync(f.number, f.segment) && !_waiting.empty() &&
-              _waiting.front().write_number <= last;
-  _loop.reserve(link ? 2 : 1);
   io_uring_sqe* s = _loop.sqe();
   io_uring_prep_writev(s, _segments[f.segment].fd, iov->data(), static_cast<unsigned>(iov->size()),
                        f.offset);
   io_uring_sqe_set_data64(s, _loop.token(f.slot, op_write));
-  if (!link) return;
-  // A short or failed write cancels the linked sync: the run's commits fail.
-  s->flags |= IOSQE_IO_LINK;
-  for (auto i : f.run) _ops[i].sync_linked = true;
-  _segments[f.segment].dirty = false;
-  start_sync(last);
-  s = _loop.sqe();
-  io_uring_prep_fsync(s, _segments[f.segment].fd, IORING_FSYNC_DATASYNC);
-  io_uring_sqe_set_data64(s, _loop.token(_slot, op_sync));
-  _syncs_outstanding = 1;
-}
-
-// A sync linked behind a run starting at write `first_number` covers every
-// write so far: only when all earlier writes have completed, no sync runs,
-// and no other segment holds unsynced writes.
-bool writer::can_link_sync(std::uint64_t first_number, std::uint64_t segment) const {
-  if (_sync_inflight || _completed_upto + 1 < first_number) return false;
-  for (const auto& [seq, seg] : _segments)
-    if (seg.dirty && seq != segment) return false;
-  return true;
 }
 
 void writer::write_op::on_completion(std::uint8_t, const io_uring_cqe& cqe) {
@@ -415,7 +390,7 @@ void writer::record_written(std::uint32_t i, int res) {
       if (_messages[h].in_use && _messages[h].segments.count(o.segment)) fail_message(h, res);
     if (o.msg != none) fail_message(o.msg, res);
     if (o.segment == _current) _segments[_current].tail = _segment_size;
-  } else if (auto it = _segments.find(o.segment); it != _segments.end() && !o.sync_linked) {
+  } else if (auto it = _segments.find(o.segment); it != _segments.end()) {
     it->second.dirty = true;
   }
   // Otherwise the segment was deleted while this write was in flight (a
@@ -510,7 +485,14 @@ void writer::maybe_sync() {
   if (_sync_inflight) return;
   bool eligible = !_waiting.empty() && _waiting.front().write_number <= _completed_upto;
   if (!eligible) return;
-  start_sync(_completed_upto);
+  while (!_waiting.empty() && _waiting.front().write_number <= _completed_upto) {
+    _syncing.push_back(std::move(_waiting.front()));
+    _waiting.pop_front();
+  }
+  _sync_inflight = true;
+  _sync_error = 0;
+  _syncs_outstanding = 0;
+  _sync_covers = _completed_upto;
   for (auto& [seq, seg] : _segments) {
     if (!seg.dirty) continue;
     seg.dirty = false;
@@ -522,44 +504,24 @@ void writer::maybe_sync() {
   if (_syncs_outstanding == 0) sync_completed(0);
 }
 
-// Takes every commit whose writes are among the first `covers` into the
-// sync about to be issued (linked, or one per dirty segment).
-void writer::start_sync(std::uint64_t covers) {
-  while (!_waiting.empty() && _waiting.front().write_number <= covers) {
-    _syncing.push_back(std::move(_waiting.front()));
-    _waiting.pop_front();
-  }
-  _sync_inflight = true;
-  _sync_error = 0;
-  _syncs_outstanding = 0;
-  _sync_covers = covers;
-}
-
 void writer::sync_completed(int res) {
   if (res < 0 && !_sync_error) _sync_error = res;
   if (_syncs_outstanding > 0 && --_syncs_outstanding > 0) return;
   _sync_inflight = false;
   if (!_sync_error) _synced_upto = std::max(_synced_upto, _sync_covers);
-  if (_sync_error == -ECANCELED) {
-    // A linked sync whose write failed (logged) never ran: what it was to
-    // cover is not durable.
-    _sync_error = -EIO;
-    RR_ERROR("spool shard=%u fdatasync not run after a failed write; %zu message(s) refused",
-             _shard, _syncing.size());
-  } else if (_sync_error) {
+  if (_sync_error) {
     // The page cache may have dropped the failed pages: nothing this sync
     // covered may be acknowledged, and the segment is not trusted further.
     RR_ERROR("spool shard=%u fdatasync failed: %s; %zu message(s) refused", _shard,
              strerror(-_sync_error), _syncing.size());
-  }
-  if (_sync_error)
     for (auto& [seq, seg] : _segments)
       if (seq == _current) seg.tail = _segment_size;
+  }
   auto batch = std::move(_syncing);
   _syncing.clear();
   for (auto& w : batch) {
     open_message& m = _messages[w.msg];
-    int err = m.error ? m.error : _sync_error;
+    int err = _sync_error ? _sync_error : m.error;
     if (err) {
       drop_copy(m);
       m.aborted = true;

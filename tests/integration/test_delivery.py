@@ -4,6 +4,7 @@ import collections
 import re
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import harness as h
@@ -68,6 +69,38 @@ def test_10mib_plus_1():
         msg = h.make_message(10 * 1048576 + 1, tag="10m1")
         assert len(msg) == 10485761
         _send_and_check(relay, sink, msg, timeout=60)
+
+
+def test_small_bodies_go_from_memory_others_from_the_spool():
+    """Bodies up to 16 KiB go upstream from memory (one send with the
+    Received header and the terminator), longer ones and every retry after
+    a deferral are read back from the spool: all arrive exact, dot-lines
+    included. The debug log names the path each body took."""
+    dotted = (b"Subject: dots\r\n\r\n.\r\n..x\r\n" + b"line\r\n" * 20 + b".\r\n")
+    cases = [("mem", h.make_message(1024, tag="mem1k"), "memory"),
+             ("dotted", dotted, "memory"),
+             ("15k", h.make_message(15 * 1024, tag="mem15k"), "memory"),
+             ("over", h.make_message(16 * 1024 + 100, tag="spool16k"), "the spool")]
+    with relay_with_sink(config={"log": {"level": "debug"}}) as (relay, sink):
+        for i, (name, msg, path) in enumerate(cases):
+            qid, _ = _send_and_check(relay, sink, msg, n_before=i)
+            _wait_for_log(relay, f"upstream body from {path} id={qid}", name)
+    with relay_with_sink(sink_kwargs={"policy": h.fail_first(1)},
+                         config={"log": {"level": "debug"}}) as (relay, sink):
+        msg = h.make_message(2000, tag="retried")
+        qid = h.smtplib_send(relay, h.SENDER, [h.rcpt()], msg)
+        m = sink.wait_for(1, timeout=30)[0]
+        h.assert_delivered(m, h.smtplib_content(msg), mail_from=h.SENDER, rcpts=[h.rcpt()])
+        assert [a.code for a in sink.attempts] == [451, 250], sink.summary()
+        _wait_for_log(relay, f"upstream body from memory id={qid}", "first attempt")
+        _wait_for_log(relay, f"upstream body from the spool id={qid}", "retry")
+
+
+def _wait_for_log(relay, text: str, what: str, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while text.lower() not in relay.log_text().lower():
+        assert time.monotonic() < deadline, f"{what}: no log line {text!r}\n{relay.log_tail()}"
+        time.sleep(0.05)
 
 
 def test_dot_lines():

@@ -14,16 +14,15 @@
 // fdatasync that covers every record of the message has completed. One
 // fdatasync serves every commit that arrived while the previous one ran
 // (group commit). Writes and syncs are ordered by their completions, never
-// assumed: a sync is issued only once every earlier write has completed, or
-// linked behind the write it must follow.
+// assumed: a sync is issued only once every earlier write has completed.
 //
 // Every record issued in a loop turn (bodies, commits, state records of
 // many messages) lies end to end in the current segment: they go out as one
 // writev at the end of the turn (`flush`; a new one per segment and per
-// IOV_MAX slices), which the kernel runs as one task. When that run carries
-// commits, nothing earlier is still in flight and no sync is running, the
-// fdatasync is linked behind it and runs in the same task, so a commit costs
-// one hand-off to the kernel's workers instead of two.
+// IOV_MAX slices), one hand-off to the kernel's workers instead of one per
+// record. (Linking the fdatasync behind that writev was measured and not
+// kept: the kernel serializes writes to one file, so the next turn's writes
+// then waited for the sync; bench/RESULTS.md.)
 //
 // Failure: a failed write or sync fails every message it covered (the
 // callback gets the negative errno, the session answers 451/452) and is
@@ -196,8 +195,7 @@ class writer final : public reactor::owner {
     // and, for several members, their slices in one array.
     std::vector<std::uint32_t> run;
     std::vector<iovec> run_iov;
-    bool sync_linked = false;  // a linked fdatasync follows its run
-    bool issued = false;       // placed in a segment (not in the backlog)
+    bool issued = false;  // placed in a segment (not in the backlog)
     bool in_use = false;
   };
   struct open_message {
@@ -236,10 +234,8 @@ class writer final : public reactor::owner {
   void submit_record(std::uint32_t op_index);
   bool issue(std::uint32_t op_index);  // false: no segment space yet
   void submit_run();
-  bool can_link_sync(std::uint64_t first_number, std::uint64_t segment) const;
   void run_completed(std::uint32_t first_op, int res);
   void record_written(std::uint32_t op_index, int res);
-  void start_sync(std::uint64_t covers);
   void maybe_sync();
   void sync_completed(int res);
   void fail_message(message_handle h, int err);
