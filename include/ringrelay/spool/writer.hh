@@ -8,8 +8,9 @@
 // `max_body_payload` octets (a sixteenth of `segment_size` if that is
 // less, so records pack segments well) or `max_record_pieces` slices. So a
 // message of any size costs a few receive buffers of memory, each held for
-// the turn it arrived in plus its write, and a large body costs one write
-// per turn (or per MiB), not one per receive buffer. At the end of data the
+// the turn it arrived in plus its write (and a small body its copy, see
+// `body_copy_limit`), and a large body costs one write per turn (or per
+// MiB), not one per receive buffer. At the end of data the
 // commit record is appended, and the commit callback runs only after an
 // fdatasync that covers every record of the message has completed. One
 // fdatasync serves every commit that arrived while the previous one ran
