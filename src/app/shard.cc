@@ -172,7 +172,7 @@ void shard::run() {
     dns_opt.servers = cfg.dns.servers;
     dns_opt.timeout_ms = cfg.dns.timeout * 1000;
     resolver = std::make_unique<dns::resolver>(loop, dns_opt);
-    deliver = std::make_unique<delivery::service>(loop, *spool, cfg, _index, resolver.get());
+    deliver = std::make_unique<delivery::service>(loop, *spool, cfg, resolver.get());
     if (cfg.sender_verify.enabled) {
       sender_check = std::make_unique<dns::sender_check>(
           *resolver, dns::sender_check_options{cfg.sender_verify.allow_reserved});

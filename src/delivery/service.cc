@@ -195,19 +195,46 @@ class upstream final : public reactor::owner {
   void start(std::unique_ptr<queued> q) {
     _current = std::move(q);
     ++_messages;
-    const auto& m = _current->msg();
-    _header = received_header(m, _svc._cfg.hostname);
+    _header = received_header(_current->msg(), _svc._cfg.hostname);
+    run_events(_session.start_message(envelope_for(*_current, _header)));
+    flush();
+  }
+
+  // What the session sends for a job: this attempt's recipients, and the
+  // size with our Received header.
+  static envelope envelope_for(queued& q, const std::string& header) {
+    const auto& m = q.msg();
     envelope env;
     env.sender = m.env.sender;
-    _current->attempt = _current->rcpts;
-    for (auto i : _current->attempt) env.recipients.push_back(m.env.recipients[i]);
-    env.size = _header.size() + m.env.size;
+    q.attempt = q.rcpts;
+    for (auto i : q.attempt) env.recipients.push_back(m.env.recipients[i]);
+    env.size = header.size() + m.env.size;
     env.eight_bit = m.env.eight_bit;
     env.smtputf8 = m.env.smtputf8;
     env.body_is_raw = m.env.body_is_raw;
-    _started_ms = _svc._loop.now_ms();
-    run_events(_session.start_message(std::move(env)));
-    flush();
+    return env;
+  }
+
+  // Right after an end of data, the destination's next waiting job goes out
+  // behind it in the same send (upstream_session::queue_next): one send and
+  // one reply round a message instead of two when the pool is busy.
+  void queue_next() {
+    if (_next || _closing || _svc._stopping || _dest.ready.empty() ||
+        _messages >= _svc._cfg.delivery.messages_per_connection)
+      return;
+    auto q = std::move(_dest.ready.front());
+    _dest.ready.pop_front();
+    std::string header = received_header(q->msg(), _svc._cfg.hostname);
+    if (!_session.queue_next(envelope_for(*q, header))) {
+      _dest.ready.push_front(std::move(q));
+      return;
+    }
+    _next = std::move(q);
+    _next_header = std::move(header);
+    ++_messages;
+    RR_DEBUG("upstream id=%s pipelined behind id=%s",
+             util::format_queue_id(_next->msg().id).c_str(),
+             util::format_queue_id(_current->msg().id).c_str());
   }
 
   void tick(std::int64_t now) {
@@ -395,6 +422,11 @@ class upstream final : public reactor::owner {
           break;
         case event::message_done:
           _svc.finished(std::move(_current), _session.results(), _relay, _remote);
+          // The queued transaction's replies come next.
+          if (_next) {
+            _current = std::move(_next);
+            _header = std::move(_next_header);
+          }
           break;
         case event::closed:
         case event::failed: {
@@ -486,6 +518,7 @@ class upstream final : public reactor::owner {
     _in_body = false;
     _body_phase = body_phase::none;
     _session.body_sent(stuffing ? _at_line_start : true);
+    queue_next();
     std::string end = std::move(_session.output());
     _session.output().clear();
     if (!queue(end)) return;
@@ -607,6 +640,7 @@ class upstream final : public reactor::owner {
     _body_phase = body_phase::none;
     _session.body_sent(_session.framing() == body_framing::data_stuffing_needed ? _at_line_start
                                                                                 : true);
+    queue_next();
     flush();
   }
 
@@ -620,6 +654,7 @@ class upstream final : public reactor::owner {
       _fd = -1;
     }
     if (_current) _svc.retry_later(std::move(_current), "connection lost");
+    if (_next) _svc.retry_later(std::move(_next), "connection lost");
     _svc.connection_gone(this);
   }
 
@@ -644,9 +679,10 @@ class upstream final : public reactor::owner {
   bool _reported = false;
   bool _was_ready = false;
   std::unique_ptr<queued> _current;
+  std::unique_ptr<queued> _next;  // pipelined behind _current's end of data
+  std::string _next_header;
   std::uint32_t _messages = 0;
   std::int64_t _last_activity = 0;
-  std::int64_t _started_ms = 0;
   __kernel_timespec _connect_ts{};
   char _rbuf[4096];
   std::string _sending;
@@ -781,13 +817,8 @@ struct service::bounce_write final : reactor::owner, reactor::buffer_source {
 };
 
 service::service(reactor::loop& loop, spool::writer& spool, const config::server_config& cfg,
-                 unsigned shard, dns::resolver* resolver)
-    : _loop(loop),
-      _spool(spool),
-      _cfg(cfg),
-      _shard(shard),
-      _resolver(resolver),
-      _rng(std::random_device{}()) {
+                 dns::resolver* resolver)
+    : _loop(loop), _spool(spool), _cfg(cfg), _resolver(resolver), _rng(std::random_device{}()) {
   if (cfg.delivery.starttls) _tls_client = tls::context::client();
   _self.hostname = cfg.hostname;
   for (const auto& l : cfg.listeners) {

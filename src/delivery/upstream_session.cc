@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdlib>
 #include <limits>
 #include <ringrelay/delivery/upstream_session.hh>
@@ -224,7 +225,16 @@ event upstream_session::next_event() {
   const event e = _events[_event_head];
   _event_head = (_event_head + 1) % _events.size();
   --_event_count;
+  if (e == event::message_done) {
+    _reported = std::move(_finished.front());
+    _finished.pop_front();
+  }
   return e;
+}
+
+void upstream_session::done() {
+  _finished.push_back(_results);
+  push(event::message_done);
 }
 
 event upstream_session::feed(std::string_view bytes) {
@@ -362,8 +372,14 @@ void upstream_session::on_helo(reply& r) {
   protocol_error("unexpected reply to HELO");
 }
 
-event upstream_session::start_message(envelope env) {
-  if (_state != session_state::ready) misuse("start_message", _state);
+// RFC 3030 3: BDAT carries the body as is, so a body stored unstuffed goes
+// by BDAT when offered; otherwise DATA, which needs the stuffed form.
+body_framing upstream_session::framing_for(const envelope& env) const {
+  if (!env.body_is_raw) return body_framing::data_as_stored;
+  return _ext.chunking ? body_framing::bdat : body_framing::data_stuffing_needed;
+}
+
+void upstream_session::begin_transaction(envelope env) {
   _env = std::move(env);
   const std::size_t n = _env.recipients.size();
   _results.assign(n, recipient_result{});
@@ -374,17 +390,16 @@ event upstream_session::start_message(envelope env) {
   _accepted = 0;
   _mail_ok = false;
   _pipelined = _ext.pipelining;
-  // RFC 3030 3: BDAT carries the body as is, so a body stored unstuffed goes
-  // by BDAT when offered; otherwise DATA, which needs the stuffed form.
-  if (!_env.body_is_raw) {
-    _framing = body_framing::data_as_stored;
-  } else {
-    _framing = _ext.chunking ? body_framing::bdat : body_framing::data_stuffing_needed;
-  }
+  _framing = framing_for(_env);
+}
+
+event upstream_session::start_message(envelope env) {
+  if (_state != session_state::ready) misuse("start_message", _state);
+  begin_transaction(std::move(env));
   if (refuse_locally()) return next_event();
 
   enter(session_state::mail);
-  write_mail();
+  write_mail(_env);
   // RFC 2920 3.1: MAIL and RCPT may be grouped; DATA must be the last
   // command of a group. BDAT waits for the RCPT replies (see the header).
   if (_pipelined) {
@@ -394,10 +409,45 @@ event upstream_session::start_message(envelope env) {
   return next_event();
 }
 
+// RFC 2920 3.1: the message content may be the first "command" of a group,
+// so the next MAIL, its RCPTs and DATA go right behind the end of data.
+bool upstream_session::queue_next(envelope env) {
+  if (_state != session_state::body_reply || !_ext.pipelining || _next_queued ||
+      _framing == body_framing::bdat || framing_for(env) == body_framing::bdat ||
+      refused_locally(env))
+    return false;
+  _next = std::move(env);
+  _next_queued = true;
+  write_mail(_next);
+  for (const std::string& r : _next.recipients) write_rcpt(r);
+  _out.append("DATA").append(crlf);
+  return true;
+}
+
+// The queued transaction becomes the current one: its commands are out.
+void upstream_session::start_next() {
+  _next_queued = false;
+  begin_transaction(std::move(_next));
+  for (std::size_t i = 0; i < _env.recipients.size(); ++i) _to_send.push_back(i);
+  _rcpt_written = _to_send.size();
+  enter(session_state::mail);
+}
+
+// What refuse_locally would refuse, without settling anything.
+bool upstream_session::refused_locally(const envelope& env) const {
+  if (has_forbidden_octet(env.sender) || (env.smtputf8 && !_ext.smtputf8) ||
+      (env.eight_bit && !_ext.eight_bit_mime) ||
+      (_ext.size && _ext.max_size != 0 && env.size > _ext.max_size))
+    return true;
+  return env.recipients.empty() ||
+         std::any_of(env.recipients.begin(), env.recipients.end(),
+                     [](const std::string& r) { return r.empty() || has_forbidden_octet(r); });
+}
+
 bool upstream_session::refuse_locally() {
   const auto refuse_all = [this](reply r) {
     settle_pending(outcome::permanent, r);
-    push(event::message_done);
+    done();
     push(event::ready);
     return true;
   };
@@ -446,23 +496,26 @@ bool upstream_session::refuse_locally() {
     }
   }
   if (!_to_send.empty()) return false;
-  push(event::message_done);
+  done();
   push(event::ready);
   return true;
 }
 
-void upstream_session::write_mail() {
-  _out.append("MAIL FROM:<").append(_env.sender).append(">");
+void upstream_session::write_mail(const envelope& env) {
+  _out.append("MAIL FROM:<").append(env.sender).append(">");
   // RFC 1870 6, RFC 6152 2, RFC 6531 3.4: parameters only when offered.
-  if (_ext.size) _out.append(" SIZE=").append(std::to_string(_env.size));
-  if (_env.eight_bit && _ext.eight_bit_mime) _out.append(" BODY=8BITMIME");
-  if (_env.smtputf8) _out.append(" SMTPUTF8");
+  if (_ext.size) _out.append(" SIZE=").append(std::to_string(env.size));
+  if (env.eight_bit && _ext.eight_bit_mime) _out.append(" BODY=8BITMIME");
+  if (env.smtputf8) _out.append(" SMTPUTF8");
   _out.append(crlf);
 }
 
+void upstream_session::write_rcpt(const std::string& recipient) {
+  _out.append("RCPT TO:<").append(recipient).append(">").append(crlf);
+}
+
 void upstream_session::write_rcpt() {
-  _out.append("RCPT TO:<").append(_env.recipients[_to_send[_rcpt_written]]).append(">");
-  _out.append(crlf);
+  write_rcpt(_env.recipients[_to_send[_rcpt_written]]);
   ++_rcpt_written;
 }
 
@@ -546,7 +599,9 @@ void upstream_session::on_body_reply(reply& r) {
   // RFC 5321 4.1.1.4 / RFC 3030 3: one reply for the whole message, for
   // every accepted recipient; the transaction is over either way.
   settle_pending(outcome_of(r.code), r);
-  finish(false);
+  if (!_next_queued) return finish(false);
+  done();
+  start_next();
 }
 
 void upstream_session::on_after_cancel(reply& r) {
@@ -592,7 +647,7 @@ void upstream_session::settle_pending(outcome o, const reply& r) {
 }
 
 void upstream_session::finish(bool needs_rset) {
-  push(event::message_done);
+  done();
   // RFC 5321 4.1.1.5: RSET clears a transaction that ended early, so the
   // connection can carry the next message.
   if (needs_rset) {
@@ -611,7 +666,13 @@ void upstream_session::end_connection(session_state to, outcome o, reply r,
                               _state == session_state::data_cancel;
   if (in_transaction) {
     settle_pending(outcome::temporary, r);
-    push(event::message_done);
+    done();
+  }
+  // A transaction queued behind the end of data ends with it.
+  if (_next_queued) {
+    start_next();
+    settle_pending(outcome::temporary, r);
+    done();
   }
   _reason = {o, std::move(r), std::move(description)};
   enter(to);

@@ -96,6 +96,33 @@ def test_small_bodies_go_from_memory_others_from_the_spool():
         _wait_for_log(relay, f"upstream body from the spool id={qid}", "retry")
 
 
+def test_queued_messages_are_pipelined_behind_the_end_of_data():
+    """With one upstream connection and a slow final reply, messages wait
+    in the queue; each next one's MAIL/RCPT/DATA goes out right behind the
+    previous end of data (RFC 2920 3.1). All arrive exact, over one
+    connection, and each reply stays with its own message: the one refused
+    with 451 at its end of data is retried alone."""
+    refused = []
+
+    def policy(txn):
+        if h.message_tag(h.split_received(txn.data)[1]) == "pipe3" and not refused:
+            refused.append(txn)
+            return (451, "4.3.0 Try again")
+        return None
+
+    with relay_with_sink(sink_kwargs={"reply_delay": 0.2, "policy": policy},
+                         config={"log": {"level": "debug"},
+                                 "delivery": {"connections_per_host": 1}}) as (relay, sink):
+        msgs = [h.make_message(800 + 300 * i, tag=f"pipe{i}") for i in range(8)]
+        c = relay.client()
+        for i, m in enumerate(msgs):
+            assert_queued(c.send_message(h.SENDER, [h.rcpt(i)], m))
+        _check_multiset(sink, msgs, lambda i: {h.rcpt(i)})
+        assert len({a.conn for a in sink.attempts}) == 1, sink.summary()
+        assert [a.code for a in sink.attempts].count(451) == 1, sink.summary()
+        _wait_for_log(relay, "pipelined behind id=", "pipelining")
+
+
 def _wait_for_log(relay, text: str, what: str, timeout: float = 10.0):
     deadline = time.monotonic() + timeout
     while text.lower() not in relay.log_text().lower():

@@ -68,7 +68,7 @@ class service {
  public:
   // `resolver` routes by MX; it may be null when `delivery.relayhost` is set.
   service(reactor::loop& loop, spool::writer& spool, const config::server_config& cfg,
-          unsigned shard, dns::resolver* resolver);
+          dns::resolver* resolver);
   ~service();
 
   // Where bounces get their queue IDs (the shard's SMTP server's generator,
@@ -113,7 +113,6 @@ class service {
   reactor::loop& _loop;
   spool::writer& _spool;
   const config::server_config& _cfg;
-  unsigned _shard;
   dns::resolver* _resolver;
   self_addresses _self;
   std::mt19937 _rng;

@@ -34,7 +34,8 @@
 // `feed` always consumes all of its input.
 //   ready         `start_message` may be called (after the greeting and
 //                 EHLO/HELO, and after every `message_done`: at once, or once
-//                 the RSET is answered);
+//                 the RSET is answered; not when a transaction was queued
+//                 behind it with `queue_next`, which then goes on);
 //   send_body     send `output()`, then the body as `framing()` says, then
 //                 call `body_sent()` and send `output()` again;
 //   message_done  `results()` holds one result per recipient of the message;
@@ -71,6 +72,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <ringrelay/delivery/reply.hh>
 #include <string>
 #include <string_view>
@@ -173,6 +175,15 @@ class upstream_session {
 
   // Starts a transaction; only in `ready`.
   event start_message(envelope env);
+  // Pipelines the next transaction behind the end of data just sent (RFC
+  // 2920 3.1): MAIL, RCPT and DATA go to `output()` now, and the
+  // transaction starts when the previous one's reply arrives: its
+  // `message_done`, then the new one's events (no `ready` between). Only in
+  // `body_reply` with PIPELINING offered, one at a time, for a DATA body
+  // behind a DATA body, and for a message start_message would not refuse
+  // locally. False, with nothing written, otherwise: start it after `ready`.
+  bool queue_next(envelope env);
+  bool next_queued() const { return _next_queued; }
   // The glue has sent the whole body; only in `body`.
   void body_sent(bool at_line_start = true);
   // Sends QUIT; only in `ready` (elsewhere the glue just closes). Returns
@@ -189,9 +200,10 @@ class upstream_session {
   session_state state() const { return _state; }
   const extensions& offered() const { return _ext; }
   body_framing framing() const { return _framing; }
-  // Parallel to the envelope's recipients; valid from `message_done` until
-  // the next `start_message`.
-  const std::vector<recipient_result>& results() const { return _results; }
+  // The results of the transaction whose `message_done` `next_event()` (or
+  // `feed`) handed out last, parallel to its envelope's recipients; valid
+  // until the next `message_done` is handed out.
+  const std::vector<recipient_result>& results() const { return _reported; }
   const close_reason& reason() const { return _reason; }
 
  private:
@@ -214,7 +226,13 @@ class upstream_session {
   void on_starttls(reply& r);
 
   bool refuse_locally();
-  void write_mail();
+  bool refused_locally(const envelope& env) const;
+  body_framing framing_for(const envelope& env) const;
+  void begin_transaction(envelope env);
+  void start_next();
+  void done();
+  void write_mail(const envelope& env);
+  void write_rcpt(const std::string& recipient);
   void write_rcpt();
   void after_last_rcpt();
   void start_body();
@@ -243,12 +261,20 @@ class upstream_session {
   bool _mail_ok = false;
   bool _pipelined = false;
   body_framing _framing = body_framing::data_as_stored;
+  // The transaction queued behind the end of data (queue_next).
+  envelope _next;
+  bool _next_queued = false;
+  // Results of ended transactions whose message_done is not handed out
+  // yet, and of the one handed out last.
+  std::deque<std::vector<recipient_result>> _finished;
+  std::vector<recipient_result> _reported;
 
   close_reason _reason;
 
-  // Raised events not yet handed out. One reply raises at most three
-  // (message_done, then ready / closed / failed), and the glue drains them
-  // before it feeds more; overflow is a glue bug.
+  // Raised events not yet handed out. One reply raises at most four
+  // (message_done, then ready / closed / failed, or with a queued
+  // transaction a second message_done before closed / failed), and the
+  // glue drains them before it feeds more; overflow is a glue bug.
   std::array<event, 8> _events{};
   std::size_t _event_head = 0;
   std::size_t _event_count = 0;

@@ -559,6 +559,138 @@ TEST(upstream_session, three_messages_on_one_connection_then_quit) {
   EXPECT_EQ(g.s.reason().response.code, 221);
 }
 
+// RFC 2920 3.1: the next MAIL/RCPT/DATA go right behind the end of data;
+// the first message's reply ends it, the next one's replies follow with no
+// `ready` between.
+TEST(upstream_session, the_next_transaction_goes_out_behind_the_end_of_data) {
+  driver g;
+  g.connect(ehlo_full);
+  const std::string one = "MAIL FROM:<a@x.example> SIZE=100\r\nRCPT TO:<b@y.example>\r\nDATA\r\n";
+  g.collect(g.s.start_message(make_envelope({"b@y.example"})));
+  EXPECT_EQ(g.pop_sent(), one);
+  EXPECT_FALSE(g.s.queue_next(make_envelope({"c@y.example"}))) << "only behind an end of data";
+  g.feed("250 Ok\r\n250 Ok\r\n354 go\r\n");
+  EXPECT_EQ(g.pop_events(), std::vector<event>{event::send_body});
+  ASSERT_TRUE(g.s.queue_next(make_envelope({"c@y.example", "d@y.example"}, 200)));
+  EXPECT_TRUE(g.s.next_queued());
+  EXPECT_FALSE(g.s.queue_next(make_envelope({"e@y.example"}))) << "one at a time";
+  g.take();
+  EXPECT_EQ(g.pop_sent(),
+            "<body data_as_stored>.\r\nMAIL FROM:<a@x.example> SIZE=200\r\n"
+            "RCPT TO:<c@y.example>\r\nRCPT TO:<d@y.example>\r\nDATA\r\n");
+
+  // Not through the driver: the results of each message_done are checked
+  // as it is handed out.
+  EXPECT_EQ(g.s.feed("250 2.0.0 queued as A\r\n250 Ok\r\n550 5.1.1 No such user\r\n250 Ok\r\n"
+                     "354 go\r\n"),
+            event::message_done);
+  ASSERT_EQ(g.s.results().size(), 1u);
+  EXPECT_EQ(g.s.results()[0].status, outcome::delivered);
+  EXPECT_EQ(g.s.results()[0].response.one_line(), "250 2.0.0 queued as A");
+  EXPECT_EQ(g.s.next_event(), event::send_body);
+  EXPECT_EQ(g.s.next_event(), event::none);
+  EXPECT_FALSE(g.s.next_queued());
+  g.s.body_sent();
+  g.take();
+  EXPECT_EQ(g.pop_sent(), ".\r\n");
+  g.feed("250 2.0.0 queued as B\r\n");
+  EXPECT_EQ(g.pop_events(), (std::vector<event>{event::message_done, event::ready}));
+  ASSERT_EQ(g.s.results().size(), 2u);
+  EXPECT_EQ(g.s.results()[0].status, outcome::permanent);
+  EXPECT_EQ(g.s.results()[0].response.code, 550);
+  EXPECT_EQ(g.s.results()[1].status, outcome::delivered);
+  EXPECT_EQ(g.s.results()[1].response.one_line(), "250 2.0.0 queued as B");
+  EXPECT_EQ(g.s.state(), session_state::ready);
+}
+
+// A refused first message does not touch the queued one; a refused MAIL of
+// the queued one ends it with an RSET; a lost connection ends both.
+TEST(upstream_session, a_queued_transaction_has_its_own_outcome) {
+  {
+    driver g;
+    g.connect(ehlo_pipelining_only);
+    g.collect(g.s.start_message(make_envelope({"b@y.example"})));
+    g.feed("250 Ok\r\n250 Ok\r\n354 go\r\n");
+    ASSERT_TRUE(g.s.queue_next(make_envelope({"c@y.example"})));
+    g.pop_sent();
+    EXPECT_EQ(g.s.feed("554 5.7.1 Spam\r\n250 Ok\r\n250 Ok\r\n354 go\r\n"), event::message_done);
+    EXPECT_EQ(g.s.results()[0].status, outcome::permanent);
+    EXPECT_EQ(g.s.next_event(), event::send_body);
+  }
+  {
+    driver g;
+    g.connect(ehlo_pipelining_only);
+    g.collect(g.s.start_message(make_envelope({"b@y.example"})));
+    g.feed("250 Ok\r\n250 Ok\r\n354 go\r\n");
+    ASSERT_TRUE(g.s.queue_next(make_envelope({"c@y.example"})));
+    g.take();
+    g.pop_sent();
+    g.pop_events();
+    EXPECT_EQ(g.s.feed("250 2.0.0 A\r\n451 4.3.0 Later\r\n503 5.5.1 No MAIL\r\n503 5.5.1 No\r\n"),
+              event::message_done);
+    EXPECT_EQ(g.s.results()[0].status, outcome::delivered);
+    EXPECT_EQ(g.s.next_event(), event::message_done);
+    EXPECT_EQ(g.s.results()[0].status, outcome::temporary);
+    EXPECT_EQ(g.s.results()[0].response.code, 451);
+    EXPECT_EQ(g.s.next_event(), event::none);
+    g.take();
+    EXPECT_EQ(g.pop_sent(), "RSET\r\n");
+    g.feed("250 Ok\r\n");
+    EXPECT_EQ(g.pop_events(), std::vector<event>{event::ready});
+  }
+  for (std::string_view end : {"421 4.4.2 Closing\r\n", ""}) {
+    driver g;
+    g.connect(ehlo_pipelining_only);
+    g.collect(g.s.start_message(make_envelope({"b@y.example"})));
+    g.feed("250 Ok\r\n250 Ok\r\n354 go\r\n");
+    ASSERT_TRUE(g.s.queue_next(make_envelope({"c@y.example", "d@y.example"})));
+    event e = end.empty() ? g.s.abort("connection lost") : g.s.feed(end);
+    EXPECT_EQ(e, event::message_done);
+    ASSERT_EQ(g.s.results().size(), 1u);
+    EXPECT_EQ(g.s.results()[0].status, outcome::temporary);
+    EXPECT_EQ(g.s.next_event(), event::message_done);
+    ASSERT_EQ(g.s.results().size(), 2u);
+    EXPECT_EQ(g.s.results()[1].status, outcome::temporary);
+    EXPECT_EQ(g.s.next_event(), end.empty() ? event::failed : event::closed);
+    EXPECT_FALSE(g.s.next_queued());
+  }
+}
+
+TEST(upstream_session, only_what_start_message_would_send_by_data_is_queued) {
+  const auto at_end_of_data = [](driver& g, std::string_view ehlo, envelope first) {
+    g.connect(ehlo);
+    g.collect(g.s.start_message(std::move(first)));
+    g.feed("250 Ok\r\n250 Ok\r\n354 go\r\n");
+    g.pop_sent();
+  };
+  envelope ok = make_envelope({"c@y.example"});
+  driver plain;
+  plain.connect(ehlo_plain);
+  plain.collect(plain.s.start_message(make_envelope({"b@y.example"})));
+  plain.feed("250 Ok\r\n");
+  plain.feed("250 Ok\r\n");
+  plain.feed("354 go\r\n");
+  plain.pop_sent();
+  EXPECT_FALSE(plain.s.queue_next(ok)) << "no PIPELINING";
+
+  driver full;
+  at_end_of_data(full, ehlo_full, make_envelope({"b@y.example"}));
+  EXPECT_FALSE(full.s.queue_next(with(ok, &envelope::body_is_raw))) << "goes by BDAT";
+  envelope too_big = make_envelope({"c@y.example"}, 2000000);
+  EXPECT_FALSE(full.s.queue_next(too_big)) << "over the SIZE limit";
+  EXPECT_FALSE(full.s.queue_next(make_envelope({"c@y.example", "bad\r\nRSET@y"})));
+  EXPECT_FALSE(full.s.queue_next(make_envelope({})));
+  full.take();
+  EXPECT_EQ(full.pop_sent(), "") << "a refused queue_next writes nothing";
+  EXPECT_TRUE(full.s.queue_next(ok));
+
+  driver narrow;
+  at_end_of_data(narrow, ehlo_pipelining_only, make_envelope({"b@y.example"}));
+  EXPECT_FALSE(narrow.s.queue_next(with(ok, &envelope::eight_bit))) << "no 8BITMIME";
+  EXPECT_FALSE(narrow.s.queue_next(with(ok, &envelope::smtputf8))) << "no SMTPUTF8";
+  EXPECT_TRUE(narrow.s.queue_next(with(ok, &envelope::body_is_raw))) << "dot-stuffed by DATA";
+}
+
 TEST(upstream_session, quit_only_when_ready) {
   driver g;
   EXPECT_FALSE(g.s.quit());

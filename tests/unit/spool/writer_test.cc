@@ -453,6 +453,30 @@ TEST(writer, an_aborted_message_is_never_committed_nor_recovered) {
   expect_stored(dir.path(), kept, back[0]);
 }
 
+// A state record issued in the loop's last turn is never submitted (the
+// loop stops before its next submit): close_all writes it, so a delivered
+// message does not come back after a clean stop.
+TEST(writer, close_all_writes_what_the_last_turn_left_unsubmitted) {
+  temp_spool dir;
+  test_message m = make_message(21, 2, {{no_prefix, random_octets(1500, 21)}});
+  {
+    rig r(dir.path(), roomy_segment);
+    r.spool.open();
+    auto stored = r.store(m);
+    ASSERT_TRUE(stored);
+    bool stopped = false;
+    r.loop.defer([&] {
+      r.spool.record_done(*stored, all_recipients(stored->env));
+      r.spool.release(*stored);
+      stopped = true;
+    });
+    ASSERT_TRUE(r.run_until([&stopped] { return stopped; }));
+    r.spool.close_all();
+  }
+  rig r(dir.path(), roomy_segment);
+  EXPECT_TRUE(r.spool.open().empty()) << "the done record of the last turn was lost";
+}
+
 TEST(writer, committed_messages_and_their_state_survive_restarts) {
   temp_spool dir;
   test_message a = make_message(11, 1, {{no_prefix, random_octets(2000, 11)}});
