@@ -509,16 +509,8 @@ class upstream final : public reactor::owner {
   }
 
   void send_body_copy(const std::string& body) {
-    bool stuffing = _session.framing() == body_framing::data_stuffing_needed;
-    if (stuffing) {
-      _stuffed.clear();
-      dot_stuff(body, _at_line_start, _stuffed);
-    }
-    if (!queue(stuffing ? _stuffed : body)) return;
-    _in_body = false;
-    _body_phase = body_phase::none;
-    _session.body_sent(stuffing ? _at_line_start : true);
-    queue_next();
+    if (!queue_body(body)) return;
+    body_done();
     std::string end = std::move(_session.output());
     _session.output().clear();
     if (!queue(end)) return;
@@ -622,25 +614,32 @@ class upstream final : public reactor::owner {
       return;
     }
     _sending.clear();
-    bool ok;
-    if (_session.framing() == body_framing::data_stuffing_needed) {
-      _stuffed.clear();
-      dot_stuff(_raw, _at_line_start, _stuffed);
-      ok = queue(_stuffed);
-    } else {
-      ok = queue(_raw);
-    }
-    if (!ok) return;
+    if (!queue_body(_raw)) return;
     _sent = 0;
     submit_send();
   }
 
-  void end_body() {
+  // Queues a part of the body as the framing wants it: as stored, or
+  // dot-stuffed (a raw body going by DATA).
+  bool queue_body(std::string_view part) {
+    if (_session.framing() != body_framing::data_stuffing_needed) return queue(part);
+    _stuffed.clear();
+    dot_stuff(part, _at_line_start, _stuffed);
+    return queue(_stuffed);
+  }
+
+  // The whole body is queued or sent: the terminator, and the next job
+  // behind it when one waits, join the output.
+  void body_done() {
     _in_body = false;
     _body_phase = body_phase::none;
     _session.body_sent(_session.framing() == body_framing::data_stuffing_needed ? _at_line_start
                                                                                 : true);
     queue_next();
+  }
+
+  void end_body() {
+    body_done();
     flush();
   }
 

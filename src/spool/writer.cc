@@ -364,15 +364,17 @@ void writer::write_op::on_completion(std::uint8_t, const io_uring_cqe& cqe) {
   w->run_completed(index, cqe.res);
 }
 
+// record_written frees ops but never takes one: the run's list stays put
+// while it is walked, and keeps its storage for the op's next run.
 void writer::run_completed(std::uint32_t first, int res) {
-  std::vector<std::uint32_t> members;
-  members.swap(_ops[first].run);
+  const std::vector<std::uint32_t>& members = _ops[first].run;
   std::uint64_t total = 0;
   for (auto i : members) total += record_size(_ops[i].hdr.payload_len);
   bool whole = res >= 0 && static_cast<std::uint64_t>(res) == total;
   if (!whole && res >= 0) res = -EIO;  // short write: nothing of the run is trusted
   for (auto i : members)
     record_written(i, whole ? static_cast<int>(record_size(_ops[i].hdr.payload_len)) : res);
+  _ops[first].run.clear();
   maybe_sync();
 }
 
