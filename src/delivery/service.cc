@@ -708,6 +708,11 @@ class upstream final : public reactor::owner {
 // and committed like an accepted message. It is its own buffer source for
 // the spool writer, and frees itself once the commit is done and the writer
 // holds no reference to its body.
+//
+// The header section can span several body records (it arrived over several
+// loop turns), so the records are read one after the other until the empty
+// line that ends it, max_returned_headers (plus room for the line that
+// crosses it) or the end of the body.
 struct service::bounce_write final : reactor::owner, reactor::buffer_source {
   bounce_write(service& svc, std::shared_ptr<message_state> state,
                std::vector<bounced_recipient> failed)
@@ -718,20 +723,36 @@ struct service::bounce_write final : reactor::owner, reactor::buffer_source {
   ~bounce_write() { svc._loop.remove_owner(slot); }
 
   void start() {
-    const auto& body = state->msg.body;
-    if (body.empty()) return compose();
-    // The message's segments stay until the read is done.
+    std::size_t total = 0;
+    for (const auto& e : state->msg.body) total += e.length;
+    head.resize(std::min<std::size_t>(total, max_returned_headers + 1024));
+    if (head.empty()) return compose();
+    // The message's segments stay until the reads are done.
     ++state->reading;
-    head.resize(std::min<std::size_t>(body[0].length, max_returned_headers + 1024));
+    read_next();
+  }
+
+  void read_next() {
+    const auto& e = state->msg.body[next_extent];
+    asked = static_cast<unsigned>(std::min<std::size_t>(e.length, head.size() - got));
     io_uring_sqe* s = svc._loop.sqe();
-    io_uring_prep_read(s, svc._spool.segment_fd(body[0].segment), head.data(),
-                       static_cast<unsigned>(head.size()), body[0].offset);
+    io_uring_prep_read(s, svc._spool.segment_fd(e.segment), head.data() + got, asked, e.offset);
     io_uring_sqe_set_data64(s, svc._loop.token(slot, op_read));
   }
 
   void on_completion(std::uint8_t, const io_uring_cqe& cqe) override {
-    // Without the header section the report still names the recipients.
-    head.resize(cqe.res > 0 ? static_cast<std::size_t>(cqe.res) : 0);
+    // Without the header section the report still names the recipients; a
+    // failed or short read ends it where the octets stop.
+    const std::size_t before = got;
+    if (cqe.res > 0) got += static_cast<std::size_t>(cqe.res);
+    const bool whole = cqe.res > 0 && static_cast<unsigned>(cqe.res) == asked;
+    const std::size_t from = before < 3 ? 0 : before - 3;
+    const bool ended =
+        std::string_view(head).substr(0, got).find("\r\n\r\n", from) != std::string_view::npos ||
+        std::string_view(head).substr(0, got).starts_with("\r\n");
+    if (whole && !ended && got < head.size() && ++next_extent < state->msg.body.size())
+      return read_next();
+    head.resize(got);
     --state->reading;
     svc.release_if_done(*state);
     compose();
@@ -809,6 +830,9 @@ struct service::bounce_write final : reactor::owner, reactor::buffer_source {
   std::shared_ptr<message_state> state;
   std::vector<bounced_recipient> failed;
   std::string head;
+  std::size_t got = 0;  // octets of head read so far
+  std::size_t next_extent = 0;
+  unsigned asked = 0;  // by the read in flight
   std::string body;
   int refs = 0;
   bool committing = false;

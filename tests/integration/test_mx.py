@@ -482,6 +482,37 @@ def test_upstream_550_bounce():
             "a 5xx was deferred"
 
 
+def test_bounce_returns_a_header_section_that_arrived_in_pieces():
+    """A header section that reaches the relay in several pieces (here two
+    sends 0.4 s apart, so the spool stores it as two body records) comes
+    back whole in the bounce's returned headers, up to the empty line and
+    no further."""
+    dom = f"pieces.{D}"
+    names = lambda ip: {dom: {"MX": [f"10 mx.{dom}."]}, f"mx.{dom}": {"A": [ip["a"]]}}
+    sink = {"policy": h.always(550, "5.7.1 Rejected by test sink")}
+    with mx_world({"a": sink}, names) as w:
+        rcpt = addr("pieces", dom)
+        first = (b"From: <" + h.SENDER.encode() + b">\r\nTo: <" + rcpt.encode() + b">\r\n"
+                 b"Subject: sent in two pieces\r\n")
+        rest = (b"".join(b"X-Filler-%d: %s\r\n" % (i, b"f" * 60) for i in range(40)) +
+                b"X-Late-Header: the last field\r\n\r\nbody line that stays home\r\n")
+        with w.relay.client() as c:
+            c.ehlo()
+            replies = c.mail_rcpt_data(h.SENDER, [rcpt])
+            assert [r.code for r in replies] == [250, 250, 354], [str(r) for r in replies]
+            c.send(first)
+            time.sleep(0.4)
+            c.send(h.data_wire(rest))
+            qid = assert_queued(c.read_reply())
+            c.cmd("QUIT")
+        b = expect_bounce(w, rcpt, r"^5\.\d{1,3}\.\d{1,3}$", qid=qid,
+                          subject="sent in two pieces")
+        assert str(b.headers.get("X-Late-Header", "")) == "the last field", (
+            f"returned headers lack the second piece: {list(b.headers.keys())}")
+        assert str(b.headers.get("X-Filler-39", "")) == "f" * 60, list(b.headers.keys())
+        assert b"stays home" not in b.envelope.data, "the bounce returned body text"
+
+
 def test_null_sender_gets_no_bounce():
     """MAIL FROM:<> (itself a bounce) and an upstream 550: logged as failed,
     never bounced (RFC 5321 4.5.5)."""
