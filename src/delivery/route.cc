@@ -1,4 +1,5 @@
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <strings.h>
 
@@ -197,24 +198,58 @@ mx_plan plan_mx(std::span<const dns::record* const> mx, std::string_view self, s
   return plan;
 }
 
+namespace {
+
+bool same_host(const sockaddr_storage& a, const sockaddr_storage& b) {
+  if (a.ss_family != b.ss_family) return false;
+  if (a.ss_family == AF_INET)
+    return reinterpret_cast<const sockaddr_in&>(a).sin_addr.s_addr ==
+           reinterpret_cast<const sockaddr_in&>(b).sin_addr.s_addr;
+  return a.ss_family == AF_INET6 &&
+         std::memcmp(&reinterpret_cast<const sockaddr_in6&>(a).sin6_addr,
+                     &reinterpret_cast<const sockaddr_in6&>(b).sin6_addr, 16) == 0;
+}
+
+std::uint16_t port_of(const sockaddr_storage& a) {
+  return a.ss_family == AF_INET ? reinterpret_cast<const sockaddr_in&>(a).sin_port
+                                : reinterpret_cast<const sockaddr_in6&>(a).sin6_port;
+}
+
+bool wildcard(const sockaddr_storage& a) {
+  if (a.ss_family == AF_INET)
+    return reinterpret_cast<const sockaddr_in&>(a).sin_addr.s_addr == htonl(INADDR_ANY);
+  return IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6&>(a).sin6_addr);
+}
+
+}  // namespace
+
 bool self_addresses::contains(const sockaddr_storage& addr) const {
+  if (addr.ss_family != AF_INET && addr.ss_family != AF_INET6) return false;
   for (const auto& l : listeners) {
-    if (l.ss_family != addr.ss_family) continue;
-    if (l.ss_family == AF_INET) {
-      const auto& a = reinterpret_cast<const sockaddr_in&>(addr);
-      const auto& b = reinterpret_cast<const sockaddr_in&>(l);
-      if (a.sin_port != b.sin_port) continue;
-      if (a.sin_addr.s_addr == b.sin_addr.s_addr) return true;
-      if (b.sin_addr.s_addr == htonl(INADDR_ANY) && loopback(addr)) return true;
-    } else if (l.ss_family == AF_INET6) {
-      const auto& a = reinterpret_cast<const sockaddr_in6&>(addr);
-      const auto& b = reinterpret_cast<const sockaddr_in6&>(l);
-      if (a.sin6_port != b.sin6_port) continue;
-      if (std::memcmp(&a.sin6_addr, &b.sin6_addr, 16) == 0) return true;
-      if (IN6_IS_ADDR_UNSPECIFIED(&b.sin6_addr) && loopback(addr)) return true;
-    }
+    if (l.ss_family != addr.ss_family || port_of(l) != port_of(addr)) continue;
+    if (same_host(l, addr)) return true;
+    if (!wildcard(l)) continue;
+    if (loopback(addr)) return true;
+    for (const auto& i : interfaces)
+      if (same_host(i, addr)) return true;
   }
   return false;
+}
+
+std::vector<sockaddr_storage> interface_addresses() {
+  std::vector<sockaddr_storage> out;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return out;
+  for (const ifaddrs* i = list; i; i = i->ifa_next) {
+    if (!i->ifa_addr) continue;
+    const auto family = i->ifa_addr->sa_family;
+    if (family != AF_INET && family != AF_INET6) continue;
+    sockaddr_storage a{};
+    std::memcpy(&a, i->ifa_addr, family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6));
+    out.push_back(a);
+  }
+  freeifaddrs(list);
+  return out;
 }
 
 void resolve_route(dns::resolver& res, const std::string& domain, std::uint16_t port,

@@ -844,6 +844,7 @@ service::service(reactor::loop& loop, spool::writer& spool, const config::server
     : _loop(loop), _spool(spool), _cfg(cfg), _resolver(resolver), _rng(std::random_device{}()) {
   if (cfg.delivery.starttls) _tls_client = tls::context::client();
   _self.hostname = cfg.hostname;
+  _self.interfaces = interface_addresses();
   for (const auto& l : cfg.listeners) {
     sockaddr_storage a{};
     auto* sin = reinterpret_cast<sockaddr_in*>(&a);

@@ -79,9 +79,16 @@ mx_plan plan_mx(std::span<const dns::record* const> mx, std::string_view self, s
 struct self_addresses {
   std::string hostname;
   std::vector<sockaddr_storage> listeners;  // with their ports
+  // The host's interface addresses (ports ignored): a wildcard listener
+  // ("0.0.0.0", "::") answers on these and on loopback.
+  std::vector<sockaddr_storage> interfaces;
   // True when connecting to `addr` would reach one of our listeners.
   bool contains(const sockaddr_storage& addr) const;
 };
+
+// The IPv4 and IPv6 addresses of this host's interfaces now (getifaddrs);
+// empty if they cannot be listed.
+std::vector<sockaddr_storage> interface_addresses();
 
 using route_callback = std::function<void(route)>;
 

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <ringrelay/delivery/route.hh>
 #include <ringrelay/dns/resolver.hh>
 #include <set>
@@ -128,6 +129,26 @@ TEST(route, self_addresses_match_listeners_and_wildcards_on_loopback) {
   EXPECT_FALSE(self.contains(address("198.51.100.1", 2525)));
   EXPECT_TRUE(self.contains(address("::1", 587)));
   EXPECT_FALSE(self.contains(address("2001:db8::1", 587)));
+}
+
+TEST(route, a_wildcard_listener_also_answers_on_every_interface_address) {
+  self_addresses self;
+  self.listeners = {address("0.0.0.0", 25), address("::", 25), address("192.0.2.9", 2525)};
+  self.interfaces = {address("198.51.100.7", 0), address("2001:db8::7", 0)};
+  EXPECT_TRUE(self.contains(address("198.51.100.7", 25)));
+  EXPECT_TRUE(self.contains(address("2001:db8::7", 25)));
+  EXPECT_FALSE(self.contains(address("198.51.100.8", 25)));
+  EXPECT_FALSE(self.contains(address("198.51.100.7", 26)));
+  // A listener on one address does not answer on the others.
+  EXPECT_FALSE(self.contains(address("198.51.100.7", 2525)));
+}
+
+TEST(route, interface_addresses_lists_the_loopback_interface) {
+  auto all = interface_addresses();
+  EXPECT_TRUE(std::any_of(all.begin(), all.end(), [](const sockaddr_storage& a) {
+    return a.ss_family == AF_INET &&
+           reinterpret_cast<const sockaddr_in&>(a).sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+  }));
 }
 
 class route_test : public dns::test::resolver_fixture {
