@@ -386,7 +386,15 @@ class _SinkProtocol(asyncio.Protocol):
             self.reply(f"{refusal[0]} {refusal[1]}")
             self.t.close()
             return
-        self.reply(f"220 {self.sink.hostname} ESMTP ringrelay-test-sink")
+        delay = self.sink.greeting_delay(self.conn) if self.sink.greeting_delay else 0
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self._greet)
+        else:
+            self._greet()
+
+    def _greet(self):
+        if not self.t.is_closing():
+            self.reply(f"220 {self.sink.hostname} ESMTP ringrelay-test-sink")
 
     def connection_lost(self, exc):
         self.sink._transports.discard(self.t)
@@ -579,6 +587,8 @@ class RecordingSink:
     greeting(conn_number) -> None for the normal 220, or (code, "x.y.z
     text") to greet with that reply and close the connection at once (conn
     numbers count from 1 per sink); `refused_greetings` counts those.
+    greeting_delay(conn_number) -> seconds to wait before the 220 (0: at
+    once), so a connection can become ready after the others.
     ignore_quit: never answer QUIT and keep the connection open (a peer
     that hangs at the end of a session).
     """
@@ -588,7 +598,8 @@ class RecordingSink:
                  hostname: str = "sink.test", start: bool = True, reply_delay: float = 0.0,
                  eight_bit_mime: bool = True, smtputf8: bool = True,
                  greeting: Optional[Callable[[int], Optional[tuple]]] = None,
-                 ignore_quit: bool = False):
+                 ignore_quit: bool = False,
+                 greeting_delay: Optional[Callable[[int], float]] = None):
         self.host = host or sink_ip()
         self.port = port or free_port(self.host)
         self.policy = policy
@@ -599,6 +610,7 @@ class RecordingSink:
         self.eight_bit_mime = eight_bit_mime
         self.smtputf8 = smtputf8
         self.greeting = greeting
+        self.greeting_delay = greeting_delay
         self.ignore_quit = ignore_quit
         self.refused_greetings = 0
         self.errors: list = []

@@ -123,6 +123,40 @@ def test_queued_messages_are_pipelined_behind_the_end_of_data():
         _wait_for_log(relay, "pipelined behind id=", "pipelining")
 
 
+def test_an_idle_connection_closed_with_quit_is_not_a_failed_host():
+    """A pool connection that becomes ready after the others have taken
+    every job carries no mail, idles, and is closed with QUIT. That is no
+    failure: the relay host must not rest, so the next message goes out at
+    once (ringrelay 9a17b99 counted such a connection as a failed host and
+    stopped delivering for a minute and more)."""
+    with relay_with_sink(sink_kwargs={"greeting_delay": lambda n: 1.5 if n > 1 else 0},
+                         config={"delivery": {"connections_per_host": 2}}) as (relay, sink):
+        c = relay.client()
+        first = [h.make_message(900 + 100 * i, tag=f"idle{i}") for i in range(2)]
+        for i, m in enumerate(first):
+            assert_queued(c.send_message(h.SENDER, [h.rcpt(i)], m))
+        _check_multiset(sink, first, lambda i: {h.rcpt(i)})
+        carried = {a.conn for a in sink.attempts}
+
+        def idle_quits():
+            found = (re.match(r"\S+ \[(\d+)\] >>> QUIT", line)
+                     for line in sink.transcript_tail(400).splitlines())
+            return {int(m[1]) for m in found if m} - carried
+
+        deadline = time.monotonic() + 20
+        while not idle_quits():
+            assert time.monotonic() < deadline, (
+                f"no connection without mail was closed with QUIT (mail went over {carried}):\n"
+                f"{sink.transcript_tail(60)}")
+            time.sleep(0.1)
+        time.sleep(0.5)
+        assert "unreachable" not in relay.log_text(), relay.log_tail()
+        late = h.make_message(1500, tag="idle-late")
+        assert_queued(c.send_message(h.SENDER, [h.rcpt(9)], late))
+        sink.wait_for(3, timeout=10)
+        assert "unreachable" not in relay.log_text(), relay.log_tail()
+
+
 def _wait_for_log(relay, text: str, what: str, timeout: float = 10.0):
     deadline = time.monotonic() + timeout
     while text.lower() not in relay.log_text().lower():
