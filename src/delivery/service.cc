@@ -745,7 +745,7 @@ struct service::bounce_write final : reactor::owner, reactor::buffer_source {
     // failed or short read ends it where the octets stop.
     const std::size_t before = got;
     if (cqe.res > 0) got += static_cast<std::size_t>(cqe.res);
-    const bool whole = cqe.res > 0 && static_cast<unsigned>(cqe.res) == asked;
+    const bool whole = cqe.res >= 0 && static_cast<unsigned>(cqe.res) == asked;
     const std::size_t from = before < 3 ? 0 : before - 3;
     const bool ended =
         std::string_view(head).substr(0, got).find("\r\n\r\n", from) != std::string_view::npos ||
