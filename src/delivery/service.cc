@@ -746,10 +746,9 @@ struct service::bounce_write final : reactor::owner, reactor::buffer_source {
     const std::size_t before = got;
     if (cqe.res > 0) got += static_cast<std::size_t>(cqe.res);
     const bool whole = cqe.res >= 0 && static_cast<unsigned>(cqe.res) == asked;
-    const std::size_t from = before < 3 ? 0 : before - 3;
+    const std::string_view read = std::string_view(head).substr(0, got);
     const bool ended =
-        std::string_view(head).substr(0, got).find("\r\n\r\n", from) != std::string_view::npos ||
-        std::string_view(head).substr(0, got).starts_with("\r\n");
+        read.starts_with("\r\n") || read.find("\r\n\r\n", before < 3 ? 0 : before - 3) != read.npos;
     if (whole && !ended && got < head.size() && ++next_extent < state->msg.body.size())
       return read_next();
     head.resize(got);
