@@ -33,9 +33,11 @@ namespace {
 constexpr const char* usage_text =
     R"(Usage: ringrelay [--config FILE] [--set KEY=VALUE]... [--check-config]
 
-ringrelay is an SMTP relay: it accepts mail from trusted networks (and, in a
-later release, authenticated accounts), stores each message durably and
-delivers it to the configured relay host.
+ringrelay is an authenticated SMTP relay: it accepts mail from accounts that
+log in with AUTH (conf/users.json, managed with ringrelayctl) and from
+trusted networks, checks the sender's domain in DNS, charges the account's
+daily relay quota, stores each message durably and delivers it to the
+recipients' MX hosts, or to delivery.relayhost when that is set.
 
 Options:
   --config FILE       the server configuration (default: conf/ringrelay.json)
@@ -50,7 +52,9 @@ Options:
   --version           print the version
 
 Signals: SIGTERM or SIGINT stop accepting, let sessions in flight finish
-(at most shutdown_grace seconds), flush the spool and exit 0.
+(at most shutdown_grace seconds), flush the spool and exit 0. SIGHUP
+reloads the accounts file (accounts.file); a bad file is logged and the
+accounts already loaded stay. Other changes need a restart.
 Keys and defaults: docs/configuration.md.
 )";
 

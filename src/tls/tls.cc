@@ -1,14 +1,17 @@
 #include <wolfssl/options.h>
 // options.h must come first: it carries the library's build configuration.
+#include <unistd.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfio.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <ringrelay/tls/tls.hh>
 #include <stdexcept>
+#include <utility>
 
 namespace ringrelay::tls {
 
@@ -72,6 +75,11 @@ WOLFSSL_CTX* new_ctx(bool server) {
 
 std::unique_ptr<context> context::server(const std::string& cert_file,
                                          const std::string& key_file) {
+  // wolfSSL says only that loading failed: name a file that cannot be read.
+  for (const auto& [key, file] : {std::pair{"tls.cert", &cert_file}, {"tls.key", &key_file}})
+    if (::access(file->c_str(), R_OK) != 0)
+      throw std::runtime_error(std::string(key) + " " + *file + ": " + strerror(errno) +
+                               " (tools/run makes a self-signed pair in conf/tls/)");
   WOLFSSL_CTX* ctx = new_ctx(true);
   if (wolfSSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != WOLFSSL_SUCCESS) {
     wolfSSL_CTX_free(ctx);

@@ -3,10 +3,12 @@ TLS (RFC 8314), the STARTTLS command-injection defence (CVE-2011-0411),
 sequence rules, handshake timeout, a TLS close in the middle of DATA, and a
 large message over TLS delivered byte-exact."""
 import contextlib
+import json
 import smtplib
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -311,3 +313,23 @@ def test_failed_upstream_handshake_defers_unless_fallback_is_configured():
                     assert up.handshakes >= 2, "the host was not retried"
         finally:
             up.close()
+
+
+def test_an_unreadable_certificate_stops_the_start_naming_the_file():
+    """A certificate or key that cannot be read is a configuration error that
+    names the key, the file and the reason, not wolfSSL's bare failure."""
+    with tempfile.TemporaryDirectory() as d:
+        config = Path(d) / "ringrelay.json"
+        listeners = [{"address": "127.0.0.1", "port": h.free_port(), "tls": "implicit"}]
+        for tls, expected in (
+                ({"cert": "/nonexistent/cert.pem", "key": TLS["key"]},
+                 "tls.cert /nonexistent/cert.pem: No such file or directory"),
+                ({"cert": TLS["cert"], "key": f"{d}/missing-key.pem"},
+                 f"tls.key {d}/missing-key.pem: No such file or directory")):
+            config.write_text(json.dumps({"listeners": listeners, "tls": tls,
+                                          "spool": {"dir": d}}))
+            r = subprocess.run([str(h.relay_binary()), "--config", str(config)],
+                               capture_output=True, text=True, timeout=30)
+            assert r.returncode == 1, f"exit {r.returncode}; stderr {r.stderr!r}"
+            assert expected in r.stderr, f"expected {expected!r} in {r.stderr!r}"
+            assert "tools/run makes a self-signed pair" in r.stderr, r.stderr

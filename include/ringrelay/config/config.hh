@@ -128,7 +128,7 @@ struct dns_config {
   std::uint32_t timeout = 5;  // seconds one lookup may take, every server and try included
 };
 
-// SPEC.md §4. Read and checked; not enforced at MAIL FROM yet.
+// SPEC.md §4: the checks MAIL FROM makes (dns/sender_check.hh).
 struct sender_verify_config {
   bool enabled = true;
   // Reserved suffixes accepted anyway ("test", "corp.example"): lower case,

@@ -85,7 +85,32 @@ TEST(tls_context, missing_files_name_the_key_and_file) {
     context::server("/nonexistent/cert.pem", "/nonexistent/key.pem");
     FAIL() << "no exception";
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("tls.cert /nonexistent/cert.pem"), std::string::npos);
+    EXPECT_NE(
+        std::string(e.what()).find("tls.cert /nonexistent/cert.pem: No such file or directory"),
+        std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(tls_context, a_missing_key_is_named_with_the_reason) {
+  try {
+    context::server(dir + "/test_cert.pem", "/nonexistent/key.pem");
+    FAIL() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("tls.key /nonexistent/key.pem: No such file or directory"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(tls_context, a_readable_file_that_is_no_certificate_says_pem_expected) {
+  try {
+    context::server(dir + "/test_key.pem", dir + "/test_key.pem");
+    FAIL() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot load the certificate chain (PEM expected)"),
+              std::string::npos)
+        << e.what();
   }
 }
 
