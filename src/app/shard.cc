@@ -157,7 +157,8 @@ void shard::run() {
     auto& loop = *_state->loop;
     buffers = std::make_unique<reactor::buffer_pool>(loop.ring(), 0, cfg.io.recv_buffers,
                                                      cfg.io.recv_buffer_size);
-    spool = std::make_unique<spool::writer>(loop, cfg.spool.dir, _index, cfg.spool.segment_size);
+    spool = std::make_unique<spool::writer>(loop, cfg.spool.dir, _index, cfg.spool.segment_size,
+                                            cfg.io.body_copy_budget);
     // Usage: the last snapshot plus the charges of the commits after it.
     ledger = accounts::usage_ledger::load(ledger_path);
     saved_sequence = ledger.sequence();

@@ -398,13 +398,14 @@ delivery_config read_delivery(const context& ctx, const json_value& v) {
 }
 
 io_config read_io(const context& ctx, const json_value& v) {
-  section s(ctx, v, "io", {"ring_entries", "recv_buffers", "recv_buffer_size"});
+  section s(ctx, v, "io", {"ring_entries", "recv_buffers", "recv_buffer_size", "body_copy_budget"});
   io_config io;
   // The kernel's limits: IORING_MAX_ENTRIES, and 2^15 buffers in a
   // provided-buffer ring, whose size must be a power of two.
   s.integer("ring_entries", io.ring_entries, 8, 32768, shape::power_of_two);
   s.integer("recv_buffers", io.recv_buffers, 1, 32768, shape::power_of_two);
   s.integer("recv_buffer_size", io.recv_buffer_size, 4096, 1048576);
+  s.integer("body_copy_budget", io.body_copy_budget, 0, 1ll << 30);
   return io;
 }
 

@@ -23,14 +23,16 @@ enum op : std::uint8_t {
 
 }  // namespace
 
-writer::writer(reactor::loop& loop, std::string dir, unsigned shard, std::uint64_t segment_size)
+writer::writer(reactor::loop& loop, std::string dir, unsigned shard, std::uint64_t segment_size,
+               std::size_t copy_budget)
     : _loop(loop),
       _dir(std::move(dir)),
       _shard(shard),
       _segment_size(segment_size),
       _slot(loop.add_owner(this)),
       _batch_limit(static_cast<std::uint32_t>(
-          std::clamp<std::uint64_t>(segment_size / 16, 4096, max_body_payload))) {}
+          std::clamp<std::uint64_t>(segment_size / 16, 4096, max_body_payload))),
+      _copy_budget(copy_budget) {}
 
 writer::~writer() {
   for (auto& op : _ops) _loop.remove_owner(op.slot);
@@ -159,7 +161,7 @@ void writer::append_body(message_handle h, std::span<const char> prefix, std::sp
 void writer::copy_body(open_message& m, std::span<const char> bytes) {
   if (!m.copying || bytes.empty()) return;
   if (m.copy.size() + bytes.size() > body_copy_limit ||
-      _copy_octets + bytes.size() > body_copy_budget) {
+      _copy_octets + bytes.size() > _copy_budget) {
     drop_copy(m);
     return;
   }

@@ -96,6 +96,17 @@ def test_small_bodies_go_from_memory_others_from_the_spool():
         _wait_for_log(relay, f"upstream body from the spool id={qid}", "retry")
 
 
+def test_a_copy_budget_of_zero_sends_every_body_from_the_spool():
+    """io.body_copy_budget 0 keeps no body in memory: even a 1 KB message
+    goes upstream from the spool on its first attempt, and arrives exact."""
+    config = {"log": {"level": "debug"}, "io": {"body_copy_budget": 0}}
+    with relay_with_sink(config=config) as (relay, sink):
+        qid, _ = _send_and_check(relay, sink, h.make_message(1024, tag="nocopy"))
+        _wait_for_log(relay, f"upstream body from the spool id={qid}", "budget 0")
+        assert f"upstream body from memory id={qid}" not in relay.log_text(), \
+            "a body went from memory with a copy budget of 0"
+
+
 def test_queued_messages_are_pipelined_behind_the_end_of_data():
     """With one upstream connection and a slow final reply, messages wait
     in the queue; each next one's MAIL/RCPT/DATA goes out right behind the

@@ -93,6 +93,8 @@ struct io_config {
   std::uint32_t ring_entries = 4096;       // power of two
   std::uint32_t recv_buffers = 2048;       // per shard, power of two
   std::uint32_t recv_buffer_size = 16384;  // bytes
+  // Per shard: small bodies kept in memory for their first delivery attempt.
+  std::uint64_t body_copy_budget = 8ull << 20;  // bytes
 };
 
 struct tls_config {

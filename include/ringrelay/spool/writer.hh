@@ -65,10 +65,10 @@ inline constexpr std::size_t max_record_pieces = 256;
 // Small bodies are also kept in memory from their arrival until delivery
 // (or a deferral) lets them go, so delivery sends them in one write with its
 // commands instead of reading the log: up to `body_copy_limit` octets a
-// message, `body_copy_budget` octets a shard. Past either, the body is read
-// back from the log, as after a restart.
+// message, the writer's copy budget (io.body_copy_budget) a shard. Past
+// either, the body is read back from the log, as after a restart.
 inline constexpr std::size_t body_copy_limit = 16 * 1024;
-inline constexpr std::size_t body_copy_budget = 8 * 1024 * 1024;
+inline constexpr std::size_t default_body_copy_budget = 8 * 1024 * 1024;
 
 // A committed message, as delivery sees it.
 struct stored_message {
@@ -93,7 +93,8 @@ class writer final : public reactor::owner {
   using message_handle = std::uint32_t;
   using commit_callback = std::function<void(int err, stored_message* msg)>;
 
-  writer(reactor::loop& loop, std::string dir, unsigned shard, std::uint64_t segment_size);
+  writer(reactor::loop& loop, std::string dir, unsigned shard, std::uint64_t segment_size,
+         std::size_t copy_budget = default_body_copy_budget);
   ~writer();
 
   // Recovers the shard's log (blocking, before the loop runs) and opens a
@@ -288,7 +289,8 @@ class writer final : public reactor::owner {
   std::vector<message_handle> _batched;  // messages with a pending body record
   std::uint32_t _batch_limit;            // payload octets of a body record
   std::deque<waiter> _waiting;
-  std::size_t _copy_octets = 0;  // in body copies, against body_copy_budget
+  std::size_t _copy_budget;
+  std::size_t _copy_octets = 0;  // in body copies, against _copy_budget
 
   bool _sync_inflight = false;
   int _syncs_outstanding = 0;

@@ -114,6 +114,7 @@ void expect_default_values(const server_config& c) {
   EXPECT_EQ(c.io.ring_entries, io.ring_entries);
   EXPECT_EQ(c.io.recv_buffers, io.recv_buffers);
   EXPECT_EQ(c.io.recv_buffer_size, io.recv_buffer_size);
+  EXPECT_EQ(c.io.body_copy_budget, 8u << 20);
   EXPECT_EQ(c.log_level, "info");
   EXPECT_EQ(c.shutdown_grace, 30u);
   ASSERT_EQ(c.trusted_networks.size(), 2u);
@@ -184,7 +185,8 @@ TEST_F(config_test, every_key_is_read) {
                  "messages_per_connection": 4},
     "dns": {"servers": ["127.0.0.1:5353", "[::1]:53"], "timeout": "2s"},
     "sender_verify": {"enabled": false, "allow_reserved": ["test", "corp.example"]},
-    "io": {"ring_entries": 256, "recv_buffers": 64, "recv_buffer_size": 8192},
+    "io": {"ring_entries": 256, "recv_buffers": 64, "recv_buffer_size": 8192,
+           "body_copy_budget": 0},
     "log": {"level": "debug"}, "shutdown_grace": 0)"));
   EXPECT_EQ(c.shards, 2u);
   EXPECT_EQ(c.hostname, "relay.example.com");
@@ -212,6 +214,7 @@ TEST_F(config_test, every_key_is_read) {
   EXPECT_EQ(c.io.ring_entries, 256u);
   EXPECT_EQ(c.io.recv_buffers, 64u);
   EXPECT_EQ(c.io.recv_buffer_size, 8192u);
+  EXPECT_EQ(c.io.body_copy_budget, 0u);
   EXPECT_EQ(c.log_level, "debug");
   EXPECT_EQ(c.shutdown_grace, 0u);
 }
@@ -368,6 +371,10 @@ TEST_F(config_test, wrong_types_and_ranges_name_the_file_and_key) {
        "io.recv_buffer_size: expected an integer from 4096 to 1048576, got 4095"},
       {R"("io": {"recv_buffer_size": 1048577})",
        "io.recv_buffer_size: expected an integer from 4096 to 1048576, got 1048577"},
+      {R"("io": {"body_copy_budget": 1073741825})",
+       "io.body_copy_budget: expected an integer from 0 to 1073741824, got 1073741825"},
+      {R"("io": {"body_copy_budget": -1})",
+       "io.body_copy_budget: expected an integer from 0 to 1073741824, got -1"},
       {R"("log": {"level": "verbose"})",
        R"(log.level: expected one of "debug", "info", "warn", "error", got "verbose")"},
       {R"("log": "info")", R"(log: expected an object, got "info")"},

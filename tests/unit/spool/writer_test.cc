@@ -174,10 +174,10 @@ std::vector<std::uint32_t> all_recipients(const envelope& e) {
 class rig {
  public:
   rig(const std::string& dir, std::uint64_t segment_size, std::uint32_t buffer_count = 64,
-      std::uint32_t buffer_size = 4096)
+      std::uint32_t buffer_size = 4096, std::size_t copy_budget = default_body_copy_budget)
       : loop(reactor::loop_options{4096, 10}),
         buffers(loop.ring(), 0, buffer_count, buffer_size),
-        spool(loop, dir, shard, segment_size) {
+        spool(loop, dir, shard, segment_size, copy_budget) {
     loop.on_tick([this](std::int64_t now) {
       spool.tick(now);
       if (++_ticks >= _tick_limit) {
@@ -765,7 +765,7 @@ TEST(writer, records_are_smaller_in_small_segments) {
 }
 
 // Small bodies stay in memory for delivery, held-back octets included, up
-// to body_copy_limit octets a message and body_copy_budget a shard; every
+// to body_copy_limit octets a message and the copy budget a shard; every
 // octet is given back by release, drop_body_copy or an abort.
 TEST(writer, small_bodies_are_kept_in_memory_within_the_limit_and_the_budget) {
   temp_spool dir;
@@ -802,17 +802,46 @@ TEST(writer, small_bodies_are_kept_in_memory_within_the_limit_and_the_budget) {
 
   // Full-size copies until the budget is spent: the next body goes without.
   std::vector<stored_message> held;
-  constexpr std::size_t fit = body_copy_budget / body_copy_limit;
+  constexpr std::size_t fit = default_body_copy_budget / body_copy_limit;
   for (std::size_t i = 0; i <= fit; ++i) {
     auto m = r.store(sized_message(100 + i, body_copy_limit, 4096));
     ASSERT_TRUE(m);
     EXPECT_EQ(m->body_copy.has_value(), i < fit) << i;
     held.push_back(std::move(*m));
   }
-  EXPECT_EQ(r.spool.body_copy_octets(), body_copy_budget);
+  EXPECT_EQ(r.spool.body_copy_octets(), default_body_copy_budget);
   for (const auto& m : held) r.spool.release(m);
   EXPECT_EQ(r.spool.body_copy_octets(), 0u);
   EXPECT_EQ(r.buffers.available(), r.buffers.count());
+}
+
+// io.body_copy_budget sets the shard's budget: three full copies fit in
+// three limits' worth and the fourth body goes without; a budget of 0 keeps
+// no copy at all. A copy given back makes room for the next.
+TEST(writer, the_copy_budget_is_the_configured_one) {
+  temp_spool dir;
+  rig r(dir.path(), roomy_segment, 4096, 4096, 3 * body_copy_limit);
+  r.spool.open();
+  std::vector<stored_message> held;
+  for (std::size_t i = 0; i < 4; ++i) {
+    auto m = r.store(sized_message(200 + i, body_copy_limit, 4096));
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->body_copy.has_value(), i < 3) << i;
+    held.push_back(std::move(*m));
+  }
+  EXPECT_EQ(r.spool.body_copy_octets(), 3 * body_copy_limit);
+  r.spool.release(held.front());
+  auto again = r.store(sized_message(210, body_copy_limit, 4096));
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->body_copy) << "the released copy's room is used again";
+
+  temp_spool none_dir;
+  rig none(none_dir.path(), roomy_segment, 4096, 4096, 0);
+  none.spool.open();
+  auto tiny = none.store(sized_message(220, 10, 4096));
+  ASSERT_TRUE(tiny);
+  EXPECT_FALSE(tiny->body_copy) << "budget 0 keeps nothing";
+  EXPECT_EQ(none.spool.body_copy_octets(), 0u);
 }
 
 // Pieces wait for the end of their turn, no longer: each turn's pieces
