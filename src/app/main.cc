@@ -185,6 +185,18 @@ int main(int argc, char** argv) {
         "(create accounts with ringrelayctl user add)",
         cfg->accounts.file.c_str());
   }
+  // Mail from trusted networks is charged to, and restricted like, this
+  // account; one that the file lacks leaves that mail free and unchecked.
+  auto check_trusted_account = [&] {
+    const std::string& name = cfg->accounts.trusted_account;
+    if (!name.empty() && (!users || !users->find(name)))
+      RR_WARN(
+          "accounts.trusted_account %s is not in %s: mail from trusted_networks is neither "
+          "charged nor checked against an account (add it with ringrelayctl user add, or fix "
+          "the name)",
+          name.c_str(), cfg->accounts.file.c_str());
+  };
+  check_trusted_account();
   std::unique_ptr<auth::verifier> verifier;
   if (users) verifier = std::make_unique<auth::verifier>(cfg->auth.workers, 4096);
   auth::limiter_config limits;
@@ -219,6 +231,7 @@ int main(int argc, char** argv) {
       users = load_users();
       for (auto& s : shards) s->set_accounts(users);
       RR_INFO("%s: reloaded %s (%zu accounts)", why, cfg->accounts.file.c_str(), users->size());
+      check_trusted_account();
       return "";
     } catch (const config::config_error& e) {
       RR_ERROR("%s: %s; keeping the accounts already loaded", why, e.what());

@@ -475,6 +475,40 @@ def test_quota_trusted_networks_charge_the_trusted_account():
         assert_sink(sink, sent)
 
 
+def test_trusted_networks_are_held_to_their_accounts_rules():
+    """Mail from a trusted network without AUTH sends as
+    accounts.trusted_account, so that account's rules apply at MAIL as to a
+    login: its sender domains (550 5.7.1), its being disabled (550 5.7.1).
+    A trusted_account that users.json lacks is logged at start, and that
+    mail is then accepted uncharged, as without one."""
+    acme = account("acme", sender_domains=[h.SENDER_DOMAIN])
+    with quota_relay([acme], trusted=["127.0.0.0/8"], trusted_account="acme") as (relay, sink):
+        c = connect(relay)
+        r = c.cmd("MAIL FROM:<carol@elsewhere.example>")
+        assert_reply(r, 550, "5.7.1")
+        assert "acme" in r.text and "elsewhere.example" in r.text, r.text
+        sent = [send_1k(c, "trusted-own-domain", [h.rcpt(0)], "acme's own sender domain")]
+        c.close()
+        assert_sink(sink, sent)
+    with quota_relay([account("acme", enabled=False)], trusted=["127.0.0.0/8"],
+                     trusted_account="acme") as (relay, sink):
+        c = connect(relay)
+        r = c.cmd(MAIL)
+        assert_reply(r, 550, "5.7.1")
+        assert "disabled" in r.text, r.text
+        c.close()
+        sink.assert_no_messages(0.5)
+    with quota_relay([user("acme", 1, 0)], trusted=["127.0.0.0/8"],
+                     trusted_account="nobody") as (relay, sink):
+        assert "accounts.trusted_account nobody is not in" in relay.log_text(), \
+            "a trusted_account missing from users.json is not logged at start"
+        c = connect(relay)
+        sent = [send_1k(c, f"unknown-trusted-{i}", [h.rcpt(i)], f"message {i + 1}")
+                for i in range(2)]
+        c.close()
+        assert_sink(sink, sent)
+
+
 def test_quota_reset_time_in_the_configured_zone():
     """quota.time_zone "Asia/Kolkata" (UTC+05:30, no DST): the 452 names the
     next 00:00 in Kolkata (and with a quota of 1, one message still fits)."""

@@ -56,8 +56,10 @@ struct session_config {
   bool starttls = false;          // STARTTLS offered on this listener (a certificate is loaded)
   bool auth = false;              // AUTH offered (accounts are configured)
   bool auth_require_tls = false;  // AUTH only inside TLS (538 5.7.11 before)
-  // Account policy at MAIL FROM for an authenticated session: returns the
-  // refusal reply ("451 4.7.0 ...", "550 5.7.1 ...") or "" to accept.
+  // Account policy at MAIL FROM: returns the refusal reply ("451 4.7.0
+  // ...", "550 5.7.1 ...") or "" to accept. `account` is the authenticated
+  // one, or "" for a trusted-network session without AUTH (the policy then
+  // applies to the account those networks map to, if any).
   std::function<std::string(std::string_view account, std::string_view sender)> mail_policy;
   // Sender verification (SPEC.md §4): a MAIL FROM with a non-null sender
   // that passes every local check waits for event::verify_sender's answer.

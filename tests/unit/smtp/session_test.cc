@@ -232,8 +232,15 @@ class driver {
   outcome _result;
 };
 
-// Alice may send from example.com only.
+// Alice may send from example.com only. A trusted session without AUTH
+// asks with account "" (the networks' account, here one that may not send
+// from refused.example).
 std::string alice_policy(std::string_view account, std::string_view sender) {
+  if (account.empty())
+    return sender.ends_with("@refused.example")
+               ? "550 5.7.1 Error: the trusted account may not send as <" + std::string(sender) +
+                     ">"
+               : "";
   if (account == "alice" && sender.ends_with("@example.com")) return "";
   return "550 5.7.1 Error: " + std::string(account) + " may not send as <" + std::string(sender) +
          ">";
@@ -392,6 +399,13 @@ std::vector<dialogue> dialogues() {
                  {"RCPT TO:<bob@example.net>\r\n", {need_mail}},
                  {"DATA\r\n", {need_mail}}},
        .trusted = false},
+      // A trusted session is held to the account its networks map to.
+      {"a_trusted_session_is_held_to_its_account_policy",
+       {greeting,
+        ehlo,
+        {"MAIL FROM:<carol@refused.example>\r\n",
+         {"550 5.7.1 Error: the trusted account may not send as <carol@refused.example>"}},
+        mail}},
       {"rcpt_needs_mail", {greeting, ehlo, {"RCPT TO:<bob@example.net>\r\n", {need_mail}}}},
       {"data_needs_mail_and_a_recipient",
        {greeting,
