@@ -513,7 +513,11 @@ event session::on_vrfy(const command&) {
 }
 
 event session::on_help(const command&) {
-  reply("214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP");
+  // The commands this session would take now, as EHLO advertises them.
+  std::string text = "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP";
+  if (_cfg.starttls && !tls()) text += " STARTTLS";
+  if (_cfg.auth && (tls() || !_cfg.auth_require_tls)) text += " AUTH";
+  reply(text);
   return event::none;
 }
 
