@@ -137,10 +137,17 @@ std::string received_header(const spool::stored_message& m, std::string_view hos
     }
     h += ")";
   }
+  // RFC 3848: ESMTP after EHLO (UTF8SMTP with SMTPUTF8), then S for TLS and
+  // A for AUTH; SMTP after HELO, which has no such variants (AUTH needs
+  // EHLO; the TLS comment above still tells an implicit-TLS session).
   h += "\r\n\twith ";
-  h += e.smtputf8 ? "UTF8SMTP" : "ESMTP";
-  if (!e.tls_info.empty()) h += 'S';
-  if (!e.auth_info.empty()) h += 'A';
+  if (e.helo_greeting) {
+    h += "SMTP";
+  } else {
+    h += e.smtputf8 ? "UTF8SMTP" : "ESMTP";
+    if (!e.tls_info.empty()) h += 'S';
+    if (!e.auth_info.empty()) h += 'A';
+  }
   h += " id ";
   h += id;
   if (e.recipients.size() == 1) {

@@ -637,6 +637,7 @@ void connection::commit() {
     env.block_relays = static_cast<std::uint32_t>(charge->blocks);
   }
   env.helo.assign(_session.helo());
+  env.helo_greeting = !_session.esmtp();
   env.client_address = _session.peer().address;
   env.sender.assign(_session.sender());
   env.recipients = _session.recipients();

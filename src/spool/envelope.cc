@@ -9,14 +9,16 @@ enum flag_bits : std::uint8_t {
   flag_eight_bit = 0x02,
   flag_smtputf8 = 0x04,
   flag_body_8bitmime = 0x08,
+  flag_helo = 0x10,  // greeted with HELO; records without it read as EHLO
 };
 constexpr std::uint8_t known_flags =
-    flag_body_is_raw | flag_eight_bit | flag_smtputf8 | flag_body_8bitmime;
+    flag_body_is_raw | flag_eight_bit | flag_smtputf8 | flag_body_8bitmime | flag_helo;
 
 std::uint8_t pack_flags(const envelope& e) {
   return static_cast<std::uint8_t>(
       (e.body_is_raw ? flag_body_is_raw : 0) | (e.eight_bit ? flag_eight_bit : 0) |
-      (e.smtputf8 ? flag_smtputf8 : 0) | (e.body_8bitmime ? flag_body_8bitmime : 0));
+      (e.smtputf8 ? flag_smtputf8 : 0) | (e.body_8bitmime ? flag_body_8bitmime : 0) |
+      (e.helo_greeting ? flag_helo : 0));
 }
 
 }  // namespace
@@ -58,6 +60,7 @@ bool decode(std::span<const char> in, envelope& out) {
   out.eight_bit = flags & flag_eight_bit;
   out.smtputf8 = flags & flag_smtputf8;
   out.body_8bitmime = flags & flag_body_8bitmime;
+  out.helo_greeting = flags & flag_helo;
   out.received_at = r.i64();
   out.size = r.u64();
   out.wire_size = r.u64();

@@ -1,5 +1,6 @@
 """The SMTP dialogue of the real binary: greeting, EHLO, commands, sequence
 and syntax errors, pipelining, limits, idle timeout, SIGTERM."""
+import re
 import time
 
 import harness as h
@@ -44,6 +45,14 @@ def test_helo_session_delivers():
         ms = sink.wait_for(2)
         h.assert_delivered(ms[1], h.smtplib_content(msg), rcpts=[h.rcpt(2)])
         assert qid
+        # RFC 3848: the Received header says SMTP after HELO, ESMTP after EHLO.
+        for m in ms:
+            received, _ = h.split_received(m.data)
+            assert re.search(rb"\r\n\twith SMTP id ", received), received
+        msg = h.make_message(800, tag="ehlo")
+        h.smtplib_send(relay, h.SENDER, [h.rcpt(3)], msg)
+        received, _ = h.split_received(sink.wait_for(3)[2].data)
+        assert re.search(rb"\r\n\twith ESMTP id ", received), received
 
 
 def test_noop_rset_vrfy_help_quit():

@@ -38,6 +38,7 @@ struct envelope {
   bool eight_bit = false;          // the body has octets above 127
   bool smtputf8 = false;           // MAIL FROM ... SMTPUTF8
   bool body_8bitmime = false;      // MAIL FROM ... BODY=8BITMIME
+  bool helo_greeting = false;      // the client said HELO, not EHLO (Received: "with SMTP")
   std::int64_t received_at = 0;    // wall seconds
   std::uint64_t size = 0;          // RFC 1870 size
   std::uint64_t wire_size = 0;     // body octets stored in the log

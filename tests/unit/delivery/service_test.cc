@@ -56,6 +56,7 @@ TEST_F(received, protocol_names_follow_rfc_3848_and_6531) {
     const char* tls;
     const char* auth;
     const char* with;
+    bool helo = false;
   };
   const row rows[] = {
       {false, "", "", "ESMTP"},
@@ -64,9 +65,13 @@ TEST_F(received, protocol_names_follow_rfc_3848_and_6531) {
       {false, "TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384", "alice", "ESMTPSA"},
       {true, "", "", "UTF8SMTP"},
       {true, "TLSv1.3 TLS_AES_256_GCM_SHA384", "alice", "UTF8SMTPSA"},
+      // After HELO: plain SMTP, which has no TLS variant (implicit TLS).
+      {false, "", "", "SMTP", true},
+      {false, "TLSv1.3 TLS_AES_128_GCM_SHA256", "", "SMTP", true},
   };
   for (const auto& r : rows) {
     auto m = message({"bob@example.com", "carol@example.net"});
+    m.env.helo_greeting = r.helo;
     m.env.smtputf8 = r.smtputf8;
     m.env.tls_info = r.tls;
     m.env.auth_info = r.auth;

@@ -35,7 +35,7 @@ std::vector<envelope> cases() {
   out.push_back(envelope{});  // every field empty or zero
   out.push_back(typical());
   auto e = typical();
-  e.body_is_raw = e.smtputf8 = true;
+  e.body_is_raw = e.smtputf8 = e.helo_greeting = true;
   e.eight_bit = e.body_8bitmime = false;
   e.sender.clear();  // null sender: a bounce
   e.received_at = -1;
@@ -85,7 +85,7 @@ TEST(envelope, rejects_unknown_versions_and_flags) {
     char value;
   } cases[] = {
       {"version 1", 0, 1},     {"version 3", 0, 3},       {"version high byte", 1, 1},
-      {"flag bit 4", 2, 0x10}, {"flag bit 7", 2, '\x80'},
+      {"flag bit 5", 2, 0x20}, {"flag bit 7", 2, '\x80'},
   };
   for (const auto& c : cases) {
     auto bad = bytes;
