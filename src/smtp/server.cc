@@ -803,11 +803,10 @@ std::string server::mail_policy(std::string_view account, std::string_view sende
   // A trusted-network session sends as accounts.trusted_account: its rules
   // apply as to a login. Without one, or when users.json lacks it (logged
   // at start and reload), the mail goes uncharged and unrestricted.
-  if (account.empty()) {
-    account = _opt.trusted_account;
-    if (account.empty() || !_accounts || !_accounts->find(account)) return {};
-  }
-  const accounts::account* a = _accounts ? _accounts->find(account) : nullptr;
+  const bool trusted = account.empty();
+  if (trusted) account = _opt.trusted_account;
+  const accounts::account* a = _accounts && !account.empty() ? _accounts->find(account) : nullptr;
+  if (trusted && !a) return {};
   if (!a || !a->enabled)
     return "550 5.7.1 Error: account " + std::string(account) +
            " was disabled or removed; mail from it is refused";

@@ -278,7 +278,7 @@ event session::on_mail(const command& c) {
     reply("530 5.7.0 Authentication required");
     return event::none;
   }
-  if ((!_account.empty() || _peer.trusted) && _cfg.mail_policy) {
+  if (_cfg.mail_policy) {
     std::string refusal = _cfg.mail_policy(_account, c.address);
     if (!refusal.empty()) {
       reply(refusal);

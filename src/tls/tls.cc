@@ -1,5 +1,6 @@
 #include <wolfssl/options.h>
 // options.h must come first: it carries the library's build configuration.
+#include <fcntl.h>
 #include <unistd.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/ecc.h>
@@ -11,7 +12,7 @@
 #include <mutex>
 #include <ringrelay/tls/tls.hh>
 #include <stdexcept>
-#include <utility>
+#include <system_error>
 
 namespace ringrelay::tls {
 
@@ -71,27 +72,34 @@ WOLFSSL_CTX* new_ctx(bool server) {
   return ctx;
 }
 
+// wolfSSL says only that loading failed. When the file cannot be opened,
+// the reason (with a hint for the missing file of a first run) says more.
+[[noreturn]] void load_failed(WOLFSSL_CTX* ctx, const char* key, const std::string& file,
+                              const char* otherwise) {
+  wolfSSL_CTX_free(ctx);
+  int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  int err = fd < 0 ? errno : 0;
+  if (fd >= 0) ::close(fd);
+  std::string text = std::string(key) + " " + file + ": ";
+  if (err == 0)
+    text += otherwise;
+  else
+    text += std::generic_category().message(err);
+  if (err == ENOENT) text += " (tools/run makes a self-signed pair in conf/tls/)";
+  throw std::runtime_error(text);
+}
+
 }  // namespace
 
 std::unique_ptr<context> context::server(const std::string& cert_file,
                                          const std::string& key_file) {
-  // wolfSSL says only that loading failed: name a file that cannot be read.
-  for (const auto& [key, file] : {std::pair{"tls.cert", &cert_file}, {"tls.key", &key_file}})
-    if (::access(file->c_str(), R_OK) != 0)
-      throw std::runtime_error(std::string(key) + " " + *file + ": " + strerror(errno) +
-                               " (tools/run makes a self-signed pair in conf/tls/)");
   WOLFSSL_CTX* ctx = new_ctx(true);
-  if (wolfSSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != WOLFSSL_SUCCESS) {
-    wolfSSL_CTX_free(ctx);
-    throw std::runtime_error("tls.cert " + cert_file +
-                             ": cannot load the certificate chain (PEM expected)");
-  }
+  if (wolfSSL_CTX_use_certificate_chain_file(ctx, cert_file.c_str()) != WOLFSSL_SUCCESS)
+    load_failed(ctx, "tls.cert", cert_file, "cannot load the certificate chain (PEM expected)");
   if (wolfSSL_CTX_use_PrivateKey_file(ctx, key_file.c_str(), WOLFSSL_FILETYPE_PEM) !=
-      WOLFSSL_SUCCESS) {
-    wolfSSL_CTX_free(ctx);
-    throw std::runtime_error("tls.key " + key_file +
-                             ": cannot load the private key (PEM expected, matching tls.cert)");
-  }
+      WOLFSSL_SUCCESS)
+    load_failed(ctx, "tls.key", key_file,
+                "cannot load the private key (PEM expected, matching tls.cert)");
   return std::unique_ptr<context>(new context(ctx, true));
 }
 

@@ -478,18 +478,34 @@ def test_quota_trusted_networks_charge_the_trusted_account():
 def test_trusted_networks_are_held_to_their_accounts_rules():
     """Mail from a trusted network without AUTH sends as
     accounts.trusted_account, so that account's rules apply at MAIL as to a
-    login: its sender domains (550 5.7.1), its being disabled (550 5.7.1).
-    A trusted_account that users.json lacks is logged at start, and that
-    mail is then accepted uncharged, as without one."""
+    login: its sender domains (550 5.7.1), its activation time (451 4.7.0),
+    its being disabled (550 5.7.1). A trusted client that logs in is held
+    to its own account instead. A trusted_account that users.json lacks is
+    logged at start, and that mail is then accepted uncharged, as without
+    one."""
     acme = account("acme", sender_domains=[h.SENDER_DOMAIN])
-    with quota_relay([acme], trusted=["127.0.0.0/8"], trusted_account="acme") as (relay, sink):
+    users = [acme, account("bob")]
+    with quota_relay(users, trusted=["127.0.0.0/8"], trusted_account="acme") as (relay, sink):
         c = connect(relay)
         r = c.cmd("MAIL FROM:<carol@elsewhere.example>")
         assert_reply(r, 550, "5.7.1")
         assert "acme" in r.text and "elsewhere.example" in r.text, r.text
         sent = [send_1k(c, "trusted-own-domain", [h.rcpt(0)], "acme's own sender domain")]
         c.close()
+        c = session(relay, "bob")
+        assert_reply(c.cmd("MAIL FROM:<carol@elsewhere.example>"), 250,
+                     what="bob, logged in from a trusted network")
+        assert_reply(c.cmd("RSET"), 250)
+        c.close()
         assert_sink(sink, sent)
+    fresh = account("fresh", created_at=datetime.datetime.now(datetime.timezone.utc)
+                    .strftime("%Y-%m-%dT%H:%M:%SZ"))
+    with quota_relay([fresh], trusted=["127.0.0.0/8"], trusted_account="fresh") as (relay, sink):
+        c = connect(relay)
+        r = c.cmd(MAIL)
+        assert_reply(r, 451, "4.7.0")
+        assert "becomes active" in r.text, r.text
+        c.close()
     with quota_relay([account("acme", enabled=False)], trusted=["127.0.0.0/8"],
                      trusted_account="acme") as (relay, sink):
         c = connect(relay)
@@ -507,6 +523,9 @@ def test_trusted_networks_are_held_to_their_accounts_rules():
                 for i in range(2)]
         c.close()
         assert_sink(sink, sent)
+        accepted = [l for l in relay.log_text().splitlines() if " accepted id=" in l]
+        assert len(accepted) == 2 and all("quota_relays=0 block_relays=0" in l for l in accepted), \
+            f"mail for a missing trusted_account was charged: {accepted}"
 
 
 def test_quota_reset_time_in_the_configured_zone():

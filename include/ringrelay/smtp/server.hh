@@ -58,7 +58,7 @@ struct server_options {
   // and the account rules.
   auth::verifier* verifier = nullptr;
   std::uint32_t activation_delay = 900;  // seconds
-  std::string trusted_account;           // recorded (and charged) for mail from trusted networks
+  std::string trusted_account;  // mail from trusted networks: recorded, charged, checked at MAIL
   const accounts::quota_clock* quota_clock = nullptr;  // null: nothing is charged
   auth::shared_failure_limiter* limiter = nullptr;     // the process's; with verifier
   // Checks sender domains when session.verify_sender is on (never null then).

@@ -21,8 +21,9 @@
 //
 // Policy hooks that later modules fill (AUTH, sender verification at MAIL,
 // quota reservation at RCPT, settlement at commit) are the check steps of
-// the command table. Until AUTH exists, only clients in trusted_networks may
-// send mail (530 5.7.0 otherwise): ringrelay is never an open relay.
+// the command table. Only authenticated sessions and clients in
+// trusted_networks may send mail (530 5.7.0 otherwise): ringrelay is never
+// an open relay.
 //
 // Errors inside a message are sticky and reported once, after the end of
 // data (RFC 5321 4.1.1.4). One session per connection; the shard that owns

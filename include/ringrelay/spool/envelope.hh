@@ -8,6 +8,9 @@
 // length then octets:
 //
 //   u16 version (2)  u8 flags  i64 received_at  u64 size  u64 wire_size
+//   (flags: 0x01 body_is_raw, 0x02 eight_bit, 0x04 smtputf8,
+//   0x08 body_8bitmime, 0x10 helo_greeting; a release that does not know a
+//   bit refuses the record, so drain the queue before a downgrade)
 //   u32 relays  u32 day  u32 quota_relays  u32 block_relays
 //   string account, helo, client_address, sender
 //   u32 recipient count, that many strings  string tls_info, auth_info
