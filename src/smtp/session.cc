@@ -254,8 +254,8 @@ event session::on_ehlo(const command& c) {
   reply("250-8BITMIME");
   reply("250-SMTPUTF8");
   reply("250-ENHANCEDSTATUSCODES");
-  if (_cfg.starttls && !tls()) reply("250-STARTTLS");
-  if (_cfg.auth && (tls() || !_cfg.auth_require_tls)) reply("250-AUTH PLAIN LOGIN");
+  if (starttls_offered()) reply("250-STARTTLS");
+  if (auth_offered()) reply("250-AUTH PLAIN LOGIN");
   reply("250 CHUNKING");
   enter(state::ready);
   return ev;
@@ -513,10 +513,9 @@ event session::on_vrfy(const command&) {
 }
 
 event session::on_help(const command&) {
-  // The commands this session would take now, as EHLO advertises them.
   std::string text = "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP";
-  if (_cfg.starttls && !tls()) text += " STARTTLS";
-  if (_cfg.auth && (tls() || !_cfg.auth_require_tls)) text += " AUTH";
+  if (starttls_offered()) text += " STARTTLS";
+  if (auth_offered()) text += " AUTH";
   reply(text);
   return event::none;
 }

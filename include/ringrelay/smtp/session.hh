@@ -210,6 +210,9 @@ class session {
 
   void enter(state s);
   void reply(std::string_view line);  // one line, CRLF added
+  // What EHLO advertises and HELP lists, as the session stands now.
+  bool starttls_offered() const { return _cfg.starttls && !tls(); }
+  bool auth_offered() const { return _cfg.auth && (tls() || !_cfg.auth_require_tls); }
   void reset_transaction();
   feed_result execute(std::string_view line);
   event end_of_message();
